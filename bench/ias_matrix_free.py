@@ -41,7 +41,7 @@ def run(model_name, method, out):
     cut, v = build(model_name)
     base = rss_mb(); t0 = time.perf_counter()
     if method == 'lsqr':
-        r = ias(cut.J_h(), v, damping=DAMPING, atol=1e-8, maxiter=2000); extra = dict(iters=r.record.iters, converged=r.record.converged)
+        r = ias(cut.J_h(), v, damping=DAMPING, maxiter=1000, with_gamma=False); extra = dict(iters=r.record.iters, converged=r.record.converged)
     else:
         if method == 'jacrev':
             from torch.func import jacrev

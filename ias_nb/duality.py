@@ -44,19 +44,19 @@ def _dense_ias(J:Tensor, v:Tensor, damping:float, rtol:Optional[float]) -> IASRe
         dual = -(U @ (c / (S**2 + damping)) + (v - U @ c) / damping) # λ_μ = −(F_h + μI)⁻¹v
     return IASResult(dh, dual, dh.norm().item(), (v - J @ dh).norm().item(), gamma)
 
-# %% ../nbs/03_duality.ipynb #0408c515
-def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int]) -> IASResult:
+# %% ../nbs/03_duality.ipynb #44c330ac
+def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int], with_gamma:bool=True) -> IASResult:
     "IAS by LSQR on an operator with matvec (JVP) and rmatvec (VJP)."
     solve = lambda damp: lsqr(op.matvec, op.rmatvec, v, damp=damp, atol=atol, btol=atol, maxiter=maxiter)
     rec = solve(math.sqrt(damping))
     dh = rec.x; fitted = op.matvec(dh)
     if damping > 0:
         dual = (fitted - v) / damping                                  # λ_μ from the normal equations
-        gamma = (op.matvec(solve(0.0).x).norm() / v.norm()).item()
+        gamma = (op.matvec(solve(0.0).x).norm() / v.norm()).item() if with_gamma else math.nan
     else:
         dual = -lsqr(op.rmatvec, op.matvec, dh, atol=atol, btol=atol, maxiter=maxiter).x  # λ* = −(J_hᵀ)⁺Δh*
         gamma = (fitted.norm() / v.norm()).item()
-    return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0), rec)
+    return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0) if with_gamma else gamma, rec)
 
 # %% ../nbs/03_duality.ipynb #d6857eb7
 def _cast(r:IASResult, dtype) -> IASResult:
@@ -64,21 +64,23 @@ def _cast(r:IASResult, dtype) -> IASResult:
     r.delta_h, r.dual = r.delta_h.to(dtype), r.dual.to(dtype)
     return r
 
-# %% ../nbs/03_duality.ipynb #f2d31f4c
+# %% ../nbs/03_duality.ipynb #be6771ee
 def ias(
     J_h:Union[Tensor, LinearOperator], # m×d Jacobian ∂y/∂h, or an operator with matvec (JVP) / rmatvec (VJP)
     v,                                 # m target logit shift J_θΔθ
     damping:float=0.0,                 # μ ≥ 0: ridge/damped-dual solution; 0 gives J_h⁺v
     rtol:Optional[float]=None,         # rank tolerance of the dense path (see `orth`)
-    atol:float=1e-10,                  # LSQR tolerance of the matrix-free path
+    atol:Optional[float]=None,         # LSQR tolerance of the matrix-free path (default 1e-10 in float64, 1e-6 in float32)
     maxiter:Optional[int]=None,        # LSQR iteration cap
+    with_gamma:bool=True,              # matrix-free and damped: γ_v needs one more (undamped) LSQR; False skips it (γ = nan)
 ) -> IASResult:
     "Influence-aligned steering vector Δh* = J_h⁺v with dual, effort, residual and γ_v."
     if damping < 0: raise ValueError(f"`damping` must be ≥ 0, got {damping}")
     if isinstance(J_h, LinearOperator):
         v = torch.as_tensor(v).to(J_h.dtype)
+        atol = atol or (1e-10 if J_h.dtype == torch.float64 else 1e-6)     # reachable in the operator's precision
         if v.shape != (J_h.shape[0],): raise ValueError(f"shape mismatch: operator is {J_h.shape} so `v` needs shape ({J_h.shape[0]},), got {tuple(v.shape)}")
-        return _operator_ias(J_h, v, damping, atol, maxiter)
+        return _operator_ias(J_h, v, damping, atol, maxiter, with_gamma)
     (J, dt), (v, _) = as_float64(J_h, 'J_h'), as_float64(v, 'v')
     check_rows(J, v, 'J_h', 'v')
     if v.ndim != 1: raise ValueError(f"`v` must be a vector of length {J.shape[0]}, got shape {tuple(v.shape)}")
