@@ -3,18 +3,29 @@
     python bench/ias_matrix_free.py            # SmolLM2-135M (offline) and a small GPT-2
     python bench/ias_matrix_free.py --models gpt2-small
 
-Each (model, method) runs in its own process so that peak memory (max RSS above the loaded model) is
-its own. Methods: `jacrev` (dense J_h by reverse mode, m VJPs, then the SVD solve), `jvp-columns`
+Each (model, method) runs in its own process; peak memory is the largest resident set size above the
+level before the solve (the model and inputs already loaded), sampled every 5 ms. Methods: `jacrev` (dense J_h by reverse mode, m VJPs, then the SVD solve), `jvp-columns`
 (dense J_h by d batched JVPs, then the SVD solve) and `lsqr` (matrix-free: one JVP + one VJP per
 iteration, J_h never formed). All solve the same damped IAS problem min ‖J_hΔh − v‖² + μ‖Δh‖².
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, json, os, subprocess, sys, threading, time
 import torch
 
 PROMPT = "The weather today is"
 DAMPING = 1.0
 
-def rss_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb() -> float:
+    "Current resident set size of this process in MB."
+    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+class PeakMemory:
+    "Peak RSS above the level at entry, sampled every 5 ms in a background thread."
+    def __enter__(self):
+        self.base, self.peak, self.done = rss_mb(), 0.0, False
+        self.thread = threading.Thread(target=self._watch, daemon=True); self.thread.start(); return self
+    def _watch(self):
+        while not self.done: self.peak = max(self.peak, rss_mb() - self.base); time.sleep(0.005)
+    def __exit__(self, *exc): self.done = True; self.thread.join()
 
 def build(model_name):
     "Model, cut at a middle block of the residual stream, and a target v (logit shift of a gradient step)."
@@ -39,18 +50,19 @@ def build(model_name):
 def run(model_name, method, out):
     from ias_nb.duality import ias
     cut, v = build(model_name)
-    base = rss_mb(); t0 = time.perf_counter()
-    if method == 'lsqr':
-        r = ias(cut.J_h(), v, damping=DAMPING, maxiter=1000, with_gamma=False); extra = dict(iters=r.record.iters, converged=r.record.converged)
-    else:
-        if method == 'jacrev':
-            from torch.func import jacrev
-            J = jacrev(lambda d: cut.outputs(delta=d), chunk_size=256)(torch.zeros(cut.h.shape[-1]))
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        if method == 'lsqr':
+            r = ias(cut.J_h(), v, damping=DAMPING, atol=1e-7, maxiter=1000, with_gamma=False); extra = dict(iters=r.record.iters, converged=r.record.converged)
         else:
-            J = cut.dense('J_h')
-        r = ias(J, v, damping=DAMPING); extra = {}
-    secs = time.perf_counter() - t0
-    json.dump(dict(model=model_name, method=method, seconds=secs, peak_mb=rss_mb() - base,
+            if method == 'jacrev':
+                from torch.func import jacrev
+                J = jacrev(lambda d: cut.outputs(delta=d), chunk_size=256)(torch.zeros(cut.h.shape[-1]))
+            else:
+                J = cut.dense('J_h')
+            r = ias(J, v, damping=DAMPING); extra = {}
+        secs = time.perf_counter() - t0
+    json.dump(dict(model=model_name, method=method, seconds=secs, peak_mb=mem.peak,
                    m=cut.y0.numel(), d=cut.h.shape[-1], delta_h=r.delta_h.double().tolist(), **extra), open(out, 'w'))
 
 def main():

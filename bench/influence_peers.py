@@ -71,7 +71,7 @@ def kronfluence_scores(model, Xtr, Ytr, Xte, Yte):
                            factor_args=FactorArguments(strategy='ekfac'), overwrite_output_dir=True)
         an.compute_pairwise_scores(scores_name='s', factors_name='ekfac', query_dataset=TensorDataset(Xte, Yte),
                                    train_dataset=TensorDataset(Xtr, Ytr), per_device_query_batch_size=100,
-                                   score_args=ScoreArguments(damping_factor=LAM * len(Xtr)), overwrite_output_dir=True)
+                                   score_args=ScoreArguments(damping_factor=LAM), overwrite_output_dir=True)
         return an.load_pairwise_scores('s')['all_modules']
 
 def timed(f, *a):
