@@ -26,9 +26,10 @@ class Remainder:
     remainder: np.ndarray   # ‖f(x₀+εu) − f(x₀) − εJu‖
     slope: float            # fitted d log(remainder) / d log(ε)
 
-# %% ../nbs/08_bounds.ipynb #d2099d3c
-def taylor_remainder(f:Callable, x0:Tensor, u:Tensor, eps=np.logspace(-4, -1, 10), model=None) -> Remainder:
-    "Second-order remainder of `f` at `x0` along `u` for each ε, with the fitted log–log slope."
+# %% ../nbs/08_bounds.ipynb #2f9bf18e
+def taylor_remainder(f:Callable, x0:Tensor, u:Tensor, eps:Optional[Sequence[float]]=None, model=None) -> Remainder:
+    "Second-order remainder of `f` at `x0` along `u` for each ε (default 10 points from 1e-4 to 0.1), with the fitted log–log slope."
+    eps = np.logspace(-4, -1, 10) if eps is None else np.asarray(eps)
     with forward_ad_attention(model) if model is not None else torch.no_grad():
         y0, Ju = jvp(f, (x0,), (u,))
     with torch.no_grad():
