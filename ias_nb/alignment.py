@@ -180,7 +180,7 @@ def plot_sweep(rows:list, title:str='γ_v across layers'):
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
-# %% ../nbs/04_alignment.ipynb #ffaee76d
+# %% ../nbs/04_alignment.ipynb #d3ef198b
 def damped_gradient_step(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
     "Δθ = −∇L(batch)/λ for a Hugging Face causal LM (labels = input ids), as a dict name → tensor."
     model.zero_grad(set_to_none=True)
