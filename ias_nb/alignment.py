@@ -108,11 +108,12 @@ def _tied_from_svd(U:Tensor, S:Tensor, Vh:Tensor, v:Tensor, rtol:Optional[float]
     return dict(gamma_tied=math.sqrt(max(0.0, 1 - residual**2 / v.norm().item()**2)),
                 residual_tied=residual / v.norm().item(), effort_tied=r.effort)
 
-# %% ../nbs/04_alignment.ipynb #472aab2d
+# %% ../nbs/04_alignment.ipynb #f5f5faa5
 def layer_stats(cut:Cut, v:Tensor, rtol:Optional[float]=None, chunk_size:int=64) -> dict:
-    "Alignment statistics of one layer: per-input γ_v quartiles, residual, effort, and the batch (tied) IAS."
-    J = jacobian_blocks(cut, cut.dense('J_h', chunk_size=chunk_size)).to(torch.float64)
-    v = v.to(torch.float64).view(J.shape[:2])
+    "Alignment statistics of one layer: per-input γ_v quartiles, residual, effort, and the batch (tied) IAS (SVDs in float64, rank tolerance of J's dtype)."
+    J = jacobian_blocks(cut, cut.dense('J_h', chunk_size=chunk_size))
+    rtol = default_rtol(J) if rtol is None else rtol      # the rank rule of the Jacobian's own precision (float32 → ~1e-7·max(m, d))
+    J, v = J.to(torch.float64), v.to(torch.float64).view(J.shape[:2])
     U, S, Vh = torch.linalg.svd(J, full_matrices=False)
     al = _alignment_from_svd(U, S, v, rtol)
     q25, med, q75 = torch.quantile(al.gamma, torch.tensor([0.25, 0.5, 0.75], dtype=al.gamma.dtype)).tolist()
