@@ -50,7 +50,7 @@ def top_direction(Sigma:Tensor) -> Spectral:
     w, V = torch.linalg.eigh(Sigma.to(torch.float64))
     return Spectral(V[:, -1].to(Sigma.dtype), w[-1].item())
 
-# %% ../nbs/07_spectral.ipynb #87032313
+# %% ../nbs/07_spectral.ipynb #59eb9ca8
 def spectral_power_iteration(
     J_bar:LinearOperator,      # d×P operator J̄_θh
     H:Callable,                # v ↦ Hv (e.g. `ggn(obj)`)
@@ -63,11 +63,12 @@ def spectral_power_iteration(
     g = torch.Generator().manual_seed(seed); n = len(obj.X)
     v = torch.randn(J_bar.shape[0], generator=g, dtype=J_bar.dtype); v = v / v.norm()
     hist, lam = [], 0.0
+    full = per_example_grads(obj) if batch_size is None else None      # deterministic: the same gradients every step
     for it in tqdm(range(1, iters + 1), desc='power iteration', disable=not progress):
-        idx = torch.arange(n) if batch_size is None else torch.randperm(n, generator=g)[:batch_size]
-        grads = per_example_grads(obj, obj.X[idx], obj.Y[idx])
+        if full is None: idx = torch.randperm(n, generator=g)[:batch_size]; grads = per_example_grads(obj, obj.X[idx], obj.Y[idx])
+        else: grads = full
         q = ihvp(H, J_bar.rmatvec(v), damping, method=method)             # H_λ⁻¹ J̄ᵀ v
-        w = J_bar.matvec(ihvp(H, grads.T @ (grads @ q) / len(idx), damping, method=method))  # Σv
+        w = J_bar.matvec(ihvp(H, grads.T @ (grads @ q) / len(grads), damping, method=method))  # Σv
         lam = (v @ w).item(); w = w / w.norm()
         if w @ v < 0: w = -w
         hist.append((w - v).norm().item()); v = w
