@@ -1,11 +1,15 @@
 "Build README.md from nbs/index.ipynb without Quarto: nbdev's notebook processors, then nbconvert to markdown."
-import re, subprocess, sys
+import json, re, subprocess, sys
 from pathlib import Path
 from nbdev.serve import proc_nbs
 
 root = Path(__file__).resolve().parents[1]
 cache = Path(proc_nbs(n_workers=0))
-md = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'markdown', '--execute', '--stdout',
+nb = json.loads((cache / 'index.ipynb').read_text())
+for c in nb['cells']:                                   # Quarto's `echo: false` → nbconvert's hidden input
+    if '#| echo: false' in ''.join(c['source']): c['metadata'].setdefault('tags', []).append('remove_input')
+(cache / 'index.ipynb').write_text(json.dumps(nb))
+md = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'markdown', '--execute', '--stdout', '--TagRemovePreprocessor.remove_input_tags=remove_input',
                      str(cache / 'index.ipynb')], check=True, capture_output=True, text=True).stdout
 front = re.match(r'---\n(.*?)\n---\n', md, re.S)
 meta = dict(re.findall(r"^(\w[\w-]*): '?(.*?)'?$", front.group(1).replace('\n  ', ' '), re.M))

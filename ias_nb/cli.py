@@ -4,36 +4,128 @@
 
 # %% ../nbs/12_cli.ipynb #e8084e22
 from __future__ import annotations
-import argparse, time
+import argparse, html, sys, time
 from pathlib import Path
+import torch
 from .toy import toy_walkthrough, format_toy_table
+from .experiments import Experiment, DEMO_SIZES, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
 
 # %% auto #0
-__all__ = ['demo', 'parser', 'main']
+__all__ = ['check_device', 'report_markdown', 'report_html', 'demo', 'run_one', 'parser', 'main']
+
+# %% ../nbs/12_cli.ipynb #86f8871e
+def check_device(device:str) -> str:
+    "`device` if torch can use it here, else a ValueError saying what is available."
+    try: dev = torch.device(device)
+    except RuntimeError: raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {device!r} is not available here (no CUDA GPU): use --device cpu")
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+# %% ../nbs/12_cli.ipynb #e5afe638
+def report_markdown(exps:list, toy:str, seconds:float) -> str:
+    "The demo report as markdown: each experiment's table, settings and figure."
+    parts = [f"# ias demo report\n\nAll numbers below were computed by `ias demo` in {seconds:.0f} s (reduced sizes; "
+             "the full experiments are `ias detox | equivalence | layers | spectral`).\n",
+             "## Toy linear network\n", "```\n" + toy + "\n```\n", "![toy](toy_residual_vs_gamma.png)\n"]
+    for e in exps:
+        parts += [f"## {e.name}\n", e.markdown(), "", "settings: " + ', '.join(f'{k} = {v}' for k, v in e.settings.items()), "",
+                  f"![{e.name}]({e.name}.png)\n"]
+    return '\n'.join(parts)
+
+# %% ../nbs/12_cli.ipynb #c1de506a
+def report_html(md:str) -> str:
+    "A self-contained HTML page from the report's markdown (headings, tables, code, images, paragraphs)."
+    out, table = [], []
+    def flush():
+        if table:
+            rows = [[html.escape(c.strip()) for c in r.strip('|').split('|')] for r in table if not set(r) <= set('|-')]
+            out.append('<table><tr>' + ''.join(f'<th>{c}</th>' for c in rows[0]) + '</tr>' +
+                       ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows[1:]) + '</table>')
+            table.clear()
+    code = None
+    for line in md.splitlines():
+        if line.startswith('```'):
+            if code is None: code = []
+            else: out.append('<pre>' + html.escape('\n'.join(code)) + '</pre>'); code = None
+            continue
+        if code is not None: code.append(line); continue
+        if line.startswith('|'): table.append(line); continue
+        flush()
+        if line.startswith('#'):
+            k = len(line) - len(line.lstrip('#')); out.append(f'<h{k}>{html.escape(line[k:].strip())}</h{k}>')
+        elif line.startswith('!['):
+            alt, src = line[2:].split('](', 1); out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
+        elif line.strip(): out.append(f'<p>{html.escape(line)}</p>')
+    flush()
+    style = 'body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}'
+    return f'<!doctype html><html><head><meta charset="utf-8"><title>ias demo report</title><style>{style}</style></head><body>' + '\n'.join(out) + '</body></html>'
 
 # %% ../nbs/12_cli.ipynb #783c1ca6
-def demo(out:Path=Path('ias-out'), seed:int=0) -> dict:
-    "The main job: the toy network's walkthrough (table + figure)."
-    t0 = time.time()
+def demo(out:Path=Path('ias-out'), seed:int=0, device:str='cpu', sizes:dict=DEMO_SIZES) -> dict:
+    "The main job: the toy walkthrough and reduced runs of the four experiments; tables printed, report written to `out`."
+    from ias_nb.models import load_smollm2
+    t0, out = time.time(), Path(out)
     print("== Toy linear network: residual of the best steer vs alignment ==")
     table, paper_gamma, fig = toy_walkthrough(seed=seed, out=out)
-    print(format_toy_table(table, paper_gamma))
-    print(f"figure: {Path(out) / 'toy_residual_vs_gamma.png'}   ({time.time() - t0:.1f} s)")
-    return dict(toy=table)
+    toy = format_toy_table(table, paper_gamma); print(toy)
+    model, tok = load_smollm2(device=check_device(device))
+    runs = [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'])),
+            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'])),
+            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'])),
+            ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
+    exps = []
+    for title, run in runs:
+        t = time.time(); print(f"\n== {title} =="); e = run(); e.save(out); exps.append(e)
+        print(e.markdown()); print(f"({time.time() - t:.0f} s)")
+    md = report_markdown(exps, toy, time.time() - t0)
+    (out / 'report.md').write_text(md); (out / 'report.html').write_text(report_html(md))
+    print(f"\nreport: {out / 'report.md'} and {out / 'report.html'}   ({time.time() - t0:.0f} s in all)")
+    return {e.name: e for e in exps} | dict(toy=table)
+
+# %% ../nbs/12_cli.ipynb #0849b340
+def run_one(args) -> Experiment:
+    "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
+    if args.command == 'spectral':
+        e = spectral_experiment(args.model or 'efficientnet-lite0', args.layer or '_blocks.12', n=args.n or 200, device=check_device(args.device))
+    else:
+        from ias_nb.models import load_causal_lm
+        model, tok = load_causal_lm(args.model or 'smollm2', device=check_device(args.device))
+        if args.command == 'detox': e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
+        elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
+        else: e = gamma_depth_experiment(model, tok, n=args.n or 8, layers=args.layer.split(',') if args.layer else None)
+    e.settings['command'] = 'ias ' + ' '.join(args.argv)
+    e.save(args.out); print(e.markdown()); print('settings:', e.settings); print(f"written to {args.out}")
+    return e
 
 # %% ../nbs/12_cli.ipynb #266941bd
 def parser() -> argparse.ArgumentParser:
     "Argument parser of the `ias` command."
     p = argparse.ArgumentParser(prog='ias', description='Influence-Aligned Steering: activation steering and training-data influence under one first-order lens.')
     sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='run the main job on embedded defaults (no download)')
-    d.add_argument('--out', type=Path, default=Path('ias-out'), help='directory for figures and report')
+    d = sub.add_parser('demo', help='the main job: reduced runs of every experiment on embedded defaults (no download)')
     d.add_argument('--seed', type=int, default=0)
+    helps = dict(detox='CAA vs IAS detoxification: toxicity and perplexity', equivalence='first-order equivalence of predicted and actual logit shifts',
+                 layers='γ_v of the detox update at every layer', spectral='spectral vs random directions on an ImageNet model')
+    for name, h in helps.items():
+        c = sub.add_parser(name, help=h)
+        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2', or a Hugging Face id such as gpt2-medium; spectral: 'efficientnet-lite0' or 'resnet50'")
+        c.add_argument('--layer', help='layer name, block index, or relative depth in [0, 1] (layers: a comma-separated list)')
+        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts (equivalence, layers), random directions (spectral)')
+        if name == 'detox': c.add_argument('--alpha', type=float, default=1.0, help='steering strength')
+    for c in sub.choices.values():
+        c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
+        c.add_argument('--out', type=Path, default=Path('ias-out'), help='directory for tables, figures and report')
     return p
 
 # %% ../nbs/12_cli.ipynb #72fa5739
 def main(argv=None):
     "Console entry point: `ias <command> [options]`."
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv); args.argv = argv
     import matplotlib; matplotlib.use('Agg')
-    if args.command == 'demo': demo(args.out, args.seed)
+    try:
+        if args.command == 'demo': demo(args.out, args.seed, args.device)
+        else: run_one(args)
+    except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")

