@@ -1,7 +1,7 @@
 """Check the built docs site: every page parses, every link between pages resolves, every figure is a
 decodable image (embedded data URI or file), and — when Debian's `chromium` is installed — every page
 loads in headless Chromium with all its images rendered (naturalWidth > 0)."""
-import base64, io, re, shutil, subprocess, sys, tempfile
+import base64, io, json, re, shutil, subprocess, sys, tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from PIL import Image
@@ -38,15 +38,21 @@ def browser_check(page:Path) -> tuple:
     if not m: raise RuntimeError(f"{page.name} did not load in Chromium: {r.stderr[-500:]}")
     return int(m.group(1)), int(m.group(2))
 
-def main(docs='_docs', min_figures=10):
+def expected_figures(nb:Path) -> int:
+    "Cells of an executed notebook copy that draw a figure (non-export cells calling a plot function)."
+    cells = json.loads(nb.read_text())['cells'] if nb.exists() else []
+    draws = lambda src: '#| export' not in src and re.search(r'\bplot_\w+\(|\bplt\.|\bsubplots\(', src)
+    return sum(1 for c in cells if c['cell_type'] == 'code' and draws(''.join(c['source'])))
+
+def main(docs='_docs', src='_docs_src'):
     docs = Path(docs); pages = sorted(docs.glob('*.html')); bad = []; n = 0
     if not (docs / 'index.html').exists(): sys.exit(f"{docs}/index.html is missing")
     for p in pages:
         pg = Page(); pg.feed(p.read_text())
         bad += [f"{p.name}: broken link {l}" for l in pg.links if not (docs / l).exists()]
         bad += [f"{p.name}: figure {i + 1} does not decode" for i, s in enumerate(pg.imgs) if not image_ok(s, docs)]
-        n += len(pg.imgs)
-    if n < min_figures: bad.append(f"only {n} figures in {len(pages)} pages (expected ≥ {min_figures})")
+        n += len(pg.imgs); want = expected_figures(Path(src) / f'{p.stem}.ipynb')
+        if len(pg.imgs) < want: bad.append(f"{p.name}: {len(pg.imgs)} figures, but {want} cells draw one")
     browser = shutil.which('chromium') is not None
     if browser:
         for p in pages:

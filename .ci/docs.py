@@ -42,7 +42,7 @@ def main():
         ids, d = flagged_ids(nb, skip), json.loads(nb.read_text())
         d['cells'] = [c for c in d['cells'] if c.get('id') not in ids]
         for c in d['cells']:
-            if '#| hide' in ''.join(c['source']): c['metadata'].setdefault('tags', []).append('remove_input')
+            if '#| hide' in ''.join(c['source']): c['metadata']['tags'] = sorted(set(c['metadata'].get('tags', [])) | {'remove_input'})
         (src / nb.name).write_text(json.dumps(d))
     with ThreadPoolExecutor(a.workers) as ex: pages = list(ex.map(lambda nb: render(src / nb.name, out), chapters))
     links = ' · '.join(f'<a href="{p.name}">{html.escape(nb.stem.split("_", 1)[0])}</a>' for nb, p in zip(chapters, pages))

@@ -7,7 +7,7 @@ root = Path(__file__).resolve().parents[1]
 cache = Path(proc_nbs(n_workers=0))
 nb = json.loads((cache / 'index.ipynb').read_text())
 for c in nb['cells']:                                   # Quarto's `echo: false` → nbconvert's hidden input
-    if '#| echo: false' in ''.join(c['source']): c['metadata'].setdefault('tags', []).append('remove_input')
+    if '#| echo: false' in ''.join(c['source']): c['metadata']['tags'] = sorted(set(c['metadata'].get('tags', [])) | {'remove_input'})
 (cache / 'index.ipynb').write_text(json.dumps(nb))
 md = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'markdown', '--execute', '--stdout', '--TagRemovePreprocessor.remove_input_tags=remove_input',
                      str(cache / 'index.ipynb')], check=True, capture_output=True, text=True).stdout
