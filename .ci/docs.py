@@ -11,6 +11,7 @@ from pathlib import Path
 
 root = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}   # the kernel's inline backend puts figures in the page
+ENV.setdefault('OMP_NUM_THREADS', '1')   # one torch thread per kernel: kernels run side by side, one per core
 NAV = '<nav style="font-family:sans-serif;padding:.5em 1em;background:#f4f4f4"><a href="index.html">ias_nb</a> · {links}</nav>'
 
 def flagged_ids(nb:Path, flags) -> set:

@@ -8,10 +8,10 @@ import argparse, html, sys, time
 from pathlib import Path
 import torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import Experiment, DEMO_SIZES, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
+from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
 
 # %% auto #0
-__all__ = ['check_device', 'report_markdown', 'report_html', 'demo', 'run_one', 'parser', 'main']
+__all__ = ['check_device', 'report_markdown', 'report_html', 'demo_experiments', 'demo', 'run_one', 'parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -63,20 +63,30 @@ def report_html(md:str) -> str:
     return f'<!doctype html><html><head><meta charset="utf-8"><title>ias demo report</title><style>{style}</style></head><body>' + '\n'.join(out) + '</body></html>'
 
 # %% ../nbs/12_cli.ipynb #783c1ca6
-def demo(out:Path=Path('ias-out'), seed:int=0, device:str='cpu', sizes:dict=DEMO_SIZES) -> dict:
-    "The main job: the toy walkthrough and reduced runs of the four experiments; tables printed, report written to `out`."
+def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
+    "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0; the detox update is computed once."
     from ias_nb.models import load_smollm2
+    model, tok = load_smollm2(device=check_device(device))
+    step = detox_update(model, tok)
+    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], step=step)),
+            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], step=step)),
+            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'], step=step)),
+            ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
+
+# %% ../nbs/12_cli.ipynb #ac16f111
+def demo(
+    out:Path=Path('ias-out'),  # folder for figures, JSON tables and the report
+    seed:int=0,                # seed of the toy network
+    device:str='cpu',
+    experiments:list=None,     # (title, run) pairs; default: `demo_experiments(DEMO_SIZES, device)`
+) -> dict:
+    "The main job: the toy walkthrough and reduced runs of the four experiments; tables printed, report written to `out`."
     t0, out = time.time(), Path(out)
     print("== Toy linear network: residual of the best steer vs alignment ==")
     table, paper_gamma, fig = toy_walkthrough(seed=seed, out=out)
     toy = format_toy_table(table, paper_gamma); print(toy)
-    model, tok = load_smollm2(device=check_device(device))
-    runs = [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'])),
-            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'])),
-            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'])),
-            ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
     exps = []
-    for title, run in runs:
+    for title, run in (demo_experiments(device=device) if experiments is None else experiments):
         t = time.time(); print(f"\n== {title} =="); e = run(); e.save(out); exps.append(e)
         print(e.markdown()); print(f"({time.time() - t:.0f} s)")
     md = report_markdown(exps, toy, time.time() - t0)

@@ -18,14 +18,14 @@ from .jacobians import Cut, find_layer, last_token_logits, forward_ad_attention
 from .alignment import layer_sweep, choose_layer, plot_sweep
 from .bounds import equivalence
 from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change
-from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name
+from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device
 from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
 
 # %% auto #0
 __all__ = ['PAPER_DETOX', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment', 'prompt_set',
            'toxicity_scorer', 'continuations', 'perplexity', 'block_list', 'resolve_layer', 'probe_prompts',
-           'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'gamma_depth_experiment',
-           'spectral_experiment']
+           'detox_update', 'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence',
+           'gamma_depth_experiment', 'spectral_experiment']
 
 # %% ../nbs/11_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -82,7 +82,7 @@ def continuations(model:nn.Module, tok, prompts:Sequence[str], max_new_tokens:in
     "Greedy continuations of `prompts` (left-padded batches, KV cache), without the prompt."
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc='generating', disable=not progress, leave=False):
-        b = lm_batch(tok, prompts[i:i + batch_size], next(model.parameters()).device)
+        b = lm_batch(tok, prompts[i:i + batch_size], model_device(model))
         with torch.no_grad():
             ids = model.generate(input_ids=b['input_ids'], attention_mask=b['attention_mask'], max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tok.pad_token_id)
@@ -95,7 +95,7 @@ def perplexity(model:nn.Module, tok, text:str, block:int=256, n_blocks:int=4) ->
     ids = tok(text, return_tensors='pt').input_ids[0]
     n = min(n_blocks, len(ids) // block)
     if n == 0: raise ValueError(f"text has {len(ids)} tokens, fewer than one block of {block}")
-    x = ids[:n * block].view(n, block).to(next(model.parameters()).device)
+    x = ids[:n * block].view(n, block).to(model_device(model))
     with torch.no_grad(): return math.exp(model(input_ids=x, labels=x).loss.item())
 
 # %% ../nbs/11_experiments.ipynb #79f8b387
@@ -129,6 +129,11 @@ def probe_prompts(texts:Sequence[str], words:int=4) -> list:
     "Probe prompts for IAS: the first `words` words of each text."
     return [' '.join(t.split()[:words]) for t in texts]
 
+# %% ../nbs/11_experiments.ipynb #30508e4f
+def detox_update(model:nn.Module, tok) -> dict:
+    "The detox influence update Δθ: up-weight the neutral contrast sentences, down-weight the toxic ones (λ = 1)."
+    return contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
+
 # %% ../nbs/11_experiments.ipynb #e1b48be7
 def detox_experiment(
     model='smollm2',           # a loaded model, or a name for `load_causal_lm`
@@ -140,6 +145,7 @@ def detox_experiment(
     n_probes:int=16,           # probe prompts for the IAS vector
     maxiter:int=50,            # LSQR iterations of the IAS solve
     ppl_blocks:int=4,          # 256-token blocks of benign text for perplexity
+    step:Optional[dict]=None,  # the detox update Δθ (default: `detox_update(model, tok)`)
     progress:bool=True,
 ) -> Experiment:
     "Mean toxicity of continuations and benign perplexity: no steering, CAA and IAS at equal norm and layer."
@@ -148,7 +154,7 @@ def detox_experiment(
     toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
     evals = prompt_set('eval_prompts')[:n]
     caa = caa_vector(model, tok, layer, neutral, toxic)
-    step = contrast_update(model, tok, neutral, toxic, damping=1.0)
+    step = detox_update(model, tok) if step is None else step
     sv = ias_vector(model, tok, layer, probe_prompts(toxic[:n_probes]), step, norm=caa.norm().item(), maxiter=maxiter)
     scorer, score = toxicity_scorer(); text = python_help_text(); rows = []
     for method, vec in (('none', None), ('CAA', caa), ('IAS', sv.vector)):
@@ -184,11 +190,12 @@ def equivalence_experiment(
     model='smollm2', tok=None,
     n:int=8,                                  # probe prompts; pairs = n × vocabulary size
     eps:Sequence[float]=(1e-6, 1e-5, 1e-4, 1e-3), # ‖εΔθ‖/‖θ‖
+    step:Optional[dict]=None,                 # the detox update Δθ (default: `detox_update(model, tok)`)
 ) -> Experiment:
     "Cosine and slope of actual vs first-order logit shifts of the detox update over (prompt, token) pairs."
     if isinstance(model, str): model, tok = load_causal_lm(model)
-    step = contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
-    cut = Cut(model, resolve_layer(model, 0), lm_batch(tok, prompt_set('eval_prompts')[:n], next(model.parameters()).device),
+    step = detox_update(model, tok) if step is None else step
+    cut = Cut(model, resolve_layer(model, 0), lm_batch(tok, prompt_set('eval_prompts')[:n], model_device(model)),
               output=last_token_logits, params=list(step))
     theta = cut.theta(); u = torch.cat([step[k].flatten() for k in cut.params]).to(theta)
     u = u * (theta.norm() / u.norm())
@@ -226,13 +233,14 @@ def gamma_depth_experiment(
     model='smollm2', tok=None,
     n:int=8,                         # probe prompts
     layers:Optional[Sequence]=None,  # block indices or names (default: every block)
+    step:Optional[dict]=None,        # the detox update Δθ (default: `detox_update(model, tok)`)
     progress:bool=True,
 ) -> Experiment:
     "Median/IQR of γ_v of the detox update at each layer, the layer rule's choice, and a figure."
     if isinstance(model, str): model, tok = load_causal_lm(model)
     layers = [resolve_layer(model, l) for l in (range(len(find_layer(model, block_list(model)))) if layers is None else layers)]
-    step = contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
-    batch = lm_batch(tok, probe_prompts(prompt_set('contrast_toxic'))[:n], next(model.parameters()).device) | dict(logits_to_keep=1)
+    step = detox_update(model, tok) if step is None else step
+    batch = lm_batch(tok, probe_prompts(prompt_set('contrast_toxic'))[:n], model_device(model)) | dict(logits_to_keep=1)
     v = Cut(model, layers[0], batch, output=last_token_logits, params=list(step)).logit_shift(step)
     rows = layer_sweep(model, layers, batch, v, progress=progress)
     choice = choose_layer(rows)

@@ -14,8 +14,8 @@ from .duality import ias
 from .influence import ihvp
 
 # %% auto #0
-__all__ = ['absolute_positions', 'position_selector', 'steer', 'lm_batch', 'layer_activations', 'caa_vector', 'SteeringVector',
-           'export_gguf', 'text_loss_gradient', 'contrast_update', 'model_name', 'ias_vector']
+__all__ = ['absolute_positions', 'position_selector', 'steer', 'model_device', 'lm_batch', 'layer_activations', 'caa_vector',
+           'SteeringVector', 'export_gguf', 'text_loss_gradient', 'contrast_update', 'model_name', 'ias_vector']
 
 # %% ../nbs/09_steering.ipynb #9b5f113a
 def absolute_positions(kwargs:dict, T:int, device) -> Tensor:
@@ -83,7 +83,9 @@ def steer(
         if wrapped: del model.generate
 
 # %% ../nbs/09_steering.ipynb #3efce79c
-def _device(model:nn.Module): return next(model.parameters()).device
+def model_device(model:nn.Module) -> torch.device:
+    "The device of a model's (first) parameters."
+    return next(model.parameters()).device
 
 # %% ../nbs/09_steering.ipynb #f57ed1da
 def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
@@ -102,7 +104,7 @@ def layer_activations(model:nn.Module, tokenizer, layer:str, prompts:Sequence[st
     try:
         with torch.no_grad():
             for i in range(0, len(prompts), batch_size):
-                model(**lm_batch(tokenizer, prompts[i:i + batch_size], _device(model))); rows.append(store['h'])
+                model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model))); rows.append(store['h'])
     finally: hd.remove()
     return torch.cat(rows)
 
@@ -154,7 +156,7 @@ def text_loss_gradient(model:nn.Module, tokenizer, texts:Sequence[str], batch_si
     "∇θ of L(texts) = mean over texts of each text's mean next-token loss (padding ignored), as name → tensor."
     model.zero_grad(set_to_none=True)
     for i in range(0, len(texts), batch_size):
-        b = lm_batch(tokenizer, texts[i:i + batch_size], _device(model))
+        b = lm_batch(tokenizer, texts[i:i + batch_size], model_device(model))
         logits = model(**b).logits[:, :-1]
         tok_loss = nn.functional.cross_entropy(logits.transpose(1, 2), b['input_ids'][:, 1:], reduction='none')
         mask = (b['attention_mask'][:, :-1] * b['attention_mask'][:, 1:]).to(tok_loss.dtype)   # real token predicting a real token
@@ -196,7 +198,7 @@ def ias_vector(
     maxiter:Optional[int]=None,# LSQR iteration cap
 ) -> SteeringVector:
     "One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² over a probe batch, with γ_v and residual."
-    cut = Cut(model, layer, lm_batch(tokenizer, probes, _device(model)), output=last_token_logits, params=list(dtheta))
+    cut = Cut(model, layer, lm_batch(tokenizer, probes, model_device(model)), output=last_token_logits, params=list(dtheta))
     v = cut.logit_shift(dtheta)
     r = ias(cut.J_h(), v, damping=damping, maxiter=maxiter)
     s = r.delta_h.reshape(-1).detach()
