@@ -3,7 +3,7 @@ with a navigation index. A notebook that fails to execute fails the build. (nbde
 meant for Quarto, which executes nothing; here the chapters themselves are executed, code and all.)
 
     python .ci/docs.py            # skips `slow` and `gpu` cells (minutes)
-    python .ci/docs.py --slow     # also runs the slow cells (their figures: SmolLM2, EfficientNet; ~20 min)
+    python .ci/docs.py --slow     # also runs the slow cells (adds the SmolLM2 and EfficientNet figures; takes longer)
 """
 import argparse, html, json, os, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
