@@ -17,7 +17,7 @@ from .duality import ias
 
 # %% auto #0
 __all__ = ['project', 'InputAlignment', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment', 'jacobian_blocks',
-           'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep',
+           'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep', 'text_losses',
            'damped_gradient_step']
 
 # %% ../nbs/04_alignment.ipynb #63c4afc8
@@ -180,11 +180,19 @@ def plot_sweep(rows:list, title:str='γ_v across layers'):
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
+# %% ../nbs/04_alignment.ipynb #742882a3
+def text_losses(model:nn.Module, batch:dict) -> Tensor:
+    "Each text's mean next-token loss under a Hugging Face causal LM, padding ignored: a vector of N losses."
+    ids = batch['input_ids']; am = batch.get('attention_mask', torch.ones_like(ids))
+    tok_loss = nn.functional.cross_entropy(model(**batch).logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction='none')
+    mask = (am[:, :-1] * am[:, 1:]).to(tok_loss.dtype)          # a real token predicting a real token
+    return (tok_loss * mask).sum(1) / mask.sum(1).clamp_min(1)
+
 # %% ../nbs/04_alignment.ipynb #d3ef198b
 def damped_gradient_step(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
-    "Δθ = −∇L(batch)/λ for a Hugging Face causal LM (labels = input ids), as a dict name → tensor."
+    "Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), as a dict name → tensor."
     model.zero_grad(set_to_none=True)
-    model(**batch, labels=batch['input_ids']).loss.backward()
+    text_losses(model, batch).mean().backward()
     step = {n: -p.grad.detach() / damping for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return step

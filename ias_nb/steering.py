@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from .jacobians import find_layer, Cut, last_token_logits, flat_params, unflat_params
 from .duality import ias
+from .alignment import text_losses
 from .influence import ihvp
 
 # %% auto #0
@@ -156,11 +157,7 @@ def text_loss_gradient(model:nn.Module, tokenizer, texts:Sequence[str], batch_si
     "∇θ of L(texts) = mean over texts of each text's mean next-token loss (padding ignored), as name → tensor."
     model.zero_grad(set_to_none=True)
     for i in range(0, len(texts), batch_size):
-        b = lm_batch(tokenizer, texts[i:i + batch_size], model_device(model))
-        logits = model(**b).logits[:, :-1]
-        tok_loss = nn.functional.cross_entropy(logits.transpose(1, 2), b['input_ids'][:, 1:], reduction='none')
-        mask = (b['attention_mask'][:, :-1] * b['attention_mask'][:, 1:]).to(tok_loss.dtype)   # real token predicting a real token
-        ((tok_loss * mask).sum(1) / mask.sum(1).clamp_min(1)).sum().div(len(texts)).backward()
+        text_losses(model, lm_batch(tokenizer, texts[i:i + batch_size], model_device(model))).sum().div(len(texts)).backward()
     g = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad(set_to_none=True)
     return g
