@@ -17,7 +17,7 @@ from torch.func import jvp
 from .jacobians import Cut, find_layer, last_token_logits, forward_ad_attention
 from .alignment import layer_sweep, choose_layer, plot_sweep
 from .bounds import equivalence
-from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change
+from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change, steer_norm
 from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device
 from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
 
@@ -269,7 +269,7 @@ def spectral_experiment(
     photos, model = sample_photos(flips=flips)[0].to(device), model.to(device)
     cut = Cut(model, layer, photos, output=lambda o: o[:, cls], feature_dim=1)
     spectral, mean_dir = metric_directions(metric_gradients(cut))
-    B = 0.5 * cut.h.movedim(1, -1).reshape(-1, cut.h.shape[1]).norm(dim=1).mean().item()
+    B = steer_norm(cut)
     t = null_test(cut, spectral.view(cut.delta_shape), B, n_random=n, progress=progress)
     mg = realised_change(cut, B * mean_dir.view(cut.delta_shape))
     nan = float('nan')

@@ -16,7 +16,8 @@ from .influence import Objective, ihvp, per_example_grads
 
 # %% auto #0
 __all__ = ['mean_activation', 'mean_activation_operator', 'data_shifts', 'Spectral', 'top_direction', 'spectral_power_iteration',
-           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'null_test', 'plot_null_test']
+           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'steer_norm', 'null_test',
+           'plot_null_test']
 
 # %% ../nbs/07_spectral.ipynb #bfdebf5c
 def mean_activation(cut:Cut) -> Callable:
@@ -102,6 +103,12 @@ class NullTest:
 def realised_change(cut:Cut, s:Tensor) -> float:
     "Mean change of the cut's outputs when the layer is steered by `s` (actual forward pass)."
     with torch.no_grad(): return (cut.outputs(delta=s) - cut.y0).mean().item()
+
+# %% ../nbs/07_spectral.ipynb #c7d026c4
+def steer_norm(cut:Cut, fraction:float=0.5) -> float:
+    "The null test's norm B: `fraction` of the mean norm of the cut's feature vectors (one per input and position)."
+    h = cut.h.movedim(cut.feature_dim, -1)
+    return fraction * h.reshape(-1, h.shape[-1]).norm(dim=1).mean().item()
 
 # %% ../nbs/07_spectral.ipynb #f6b5046b
 def null_test(cut:Cut, direction:Tensor, norm:float, n_random:int=200, seed:int=0, progress:bool=True) -> NullTest:
