@@ -22,7 +22,8 @@ from .steering import lm_batch, model_device, absolute_positions
 __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'left_padded', 'rank_batches', 'stacked_query', 'QueryPlan',
            'query_plan', 'recorded_calls', 'requiring_grad', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
            'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'ShardStore', 'shard_scores', 'document_scores']
+           'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'steer_query', 'IdentityPreconditioner',
+           'identity_preconditioner', 'chosen_params', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -370,3 +371,115 @@ def document_scores(
             if store and rank == 0: store.save(i, shard, results[-1])
     scores = torch.cat(results, 1)
     return scores[0] if isinstance(query, dict) else scores
+
+# %% ../nbs/11_corpus.ipynb #a7d22f20
+def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str], alpha:float=1.0) -> Tensor:
+    "t = α J_h(x) s for every probe x: the first-order shift of its last-token logits (probes × vocabulary)."
+    from ias_nb.steering import steer
+    find_layer(model, layer)
+    batch = lm_batch(tokenizer, list(probes), model_device(model))
+    p = next(model.parameters()); s = torch.as_tensor(vector).to(device=p.device, dtype=p.dtype)
+    def logits(eps):
+        with steer(model, layer, eps * s): return last_token_logits(model(**batch))
+    with forward_mode_ready(model):
+        return jvp(logits, (torch.zeros((), dtype=p.dtype, device=p.device),), (torch.tensor(float(alpha), dtype=p.dtype, device=p.device),))[1].detach()
+
+# %% ../nbs/11_corpus.ipynb #3e04e470
+def steer_query(
+    model:nn.Module, tokenizer,
+    layer:str,                  # where the steer acts: a name in model.named_modules()
+    vector,                     # steering vector s (d)
+    probes:Sequence[str],       # probe prompts x
+    alpha:float=1.0,            # strength α
+    params=None,                # parameters to return (see `select_params`); None: all
+) -> dict: # q = J_θᵀ t, name → tensor
+    "The steer's functional gradient q = ∇θ Σ_x ⟨t_x, y_θ(x)⟩, t_x = α J_h(x) s held fixed."
+    t = steer_shift(model, tokenizer, layer, vector, probes, alpha)
+    chosen = select_params(model, params)
+    with torch.enable_grad(), requiring_grad(list(chosen.values())):
+        f = (last_token_logits(model(**lm_batch(tokenizer, list(probes), model_device(model)))) * t).sum()
+        grads = torch.autograd.grad(f, list(chosen.values()), allow_unused=True)
+    return {n: (torch.zeros_like(p) if g is None else g).detach() for (n, p), g in zip(chosen.items(), grads)}
+
+# %% ../nbs/11_corpus.ipynb #f9c216de
+@dataclass
+class IdentityPreconditioner:
+    "g ↦ g/λ: (H + λI)⁻¹ in the damping-dominated limit λ ≫ ‖H‖."
+    damping: float
+    def __call__(self, g:dict) -> dict: return {n: t / self.damping for n, t in g.items()}
+
+def _check_damping(damping:float):
+    if not damping > 0: raise ValueError(f"damping must be > 0, got {damping}: (H + λI) needs λ > 0 to be invertible")
+
+def identity_preconditioner(damping:float) -> IdentityPreconditioner:
+    "The damping-dominated limit of (H + λI)⁻¹: g ↦ g/λ."
+    _check_damping(damping); return IdentityPreconditioner(damping)
+
+# %% ../nbs/11_corpus.ipynb #af1fcac4
+def chosen_params(model:nn.Module, params=None) -> dict:
+    "Parameters by name: None → all that require grad; else names or prefixes (a module's name selects its parameters)."
+    named = dict(model.named_parameters())
+    if params is None: return {n: p for n, p in named.items() if p.requires_grad}
+    out = {}
+    for e in ([params] if isinstance(params, str) else params):
+        hit = {n: p for n, p in named.items() if n == e or n.startswith(e + '.')}
+        if not hit: raise _unknown_name(model, e, named)
+        out |= hit
+    return out
+
+def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
+    "Σ_z J_zᵀ ∇²_y ℓ(z) J_z v over one left-padded batch (θ: the chosen parameters)."
+    logits_of = lambda p: functional_call(model, p, (), batch).logits
+    with forward_mode_ready(model): _, u = jvp(logits_of, (theta,), (v,))
+    logits, pullback = vjp(logits_of, theta)
+    am = batch['attention_mask']; real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
+    w = real / real.sum(1, keepdim=True).clamp_min(1)                       # 1/T_z on real next-token positions
+    p, Ju = logits[:, :-1].detach().softmax(-1), u[:, :-1]
+    HJu = torch.zeros_like(logits)
+    HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))  # (diag p − ppᵀ) Ju per token
+    return pullback(HJu)[0]
+
+# %% ../nbs/11_corpus.ipynb #8a3b4524
+class CGPreconditioner:
+    "g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by CG on streamed products."
+    def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100,
+                 tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None, text_field:str='text', split:str='line'):
+        _check_damping(damping)
+        self.model, self.tokenizer, self.corpus, self.damping = model, tokenizer, as_corpus(docs, text_field, split), damping
+        self.params, self.batch_size, self.maxiter, self.tol, self.shard_size = chosen_params(model, params), batch_size, maxiter, tol, shard_size
+        self.max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
+        self.records = []                      # one SolveRecord per call: converged, iters, residuals (‖r‖/‖g‖)
+
+    def ggn(self, v:dict) -> dict:
+        "G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus, in float64."
+        theta = {n: p.detach() for n, p in self.params.items()}
+        tangent = {n: v[n].to(p.dtype) for n, p in theta.items()}
+        total, count = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64, device=model_device(self.model)), 0
+        rank, world = process_group()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.tokenizer.eos_token_id or 0)
+        for _, _, shard in shards(self.corpus, self.shard_size):
+            ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
+            for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
+                total += flat_params(batch_ggn(self.model, left_padded([ids[i] for i in b], pad, total.device), theta, tangent)).double()
+        if count == 0: raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
+        return unflat_params(theta, all_reduce_sum(total) / count)
+
+    def __call__(self, g:dict) -> dict:
+        "(G + λI)⁻¹g on the chosen parameters; g/λ on any other entry of g."
+        like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
+        b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
+        A = lambda x: flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
+        rec = cg(A, b, tol=self.tol, maxiter=self.maxiter); self.records.append(rec)
+        if not rec.converged: warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual {rec.residuals[-1]:.2e} > tol {self.tol:g}")
+        x = unflat_params(like, rec.x)
+        return {n: (x[n].to(torch.as_tensor(t).dtype) if n in self.params else t / self.damping) for n, t in g.items()} | \
+               {n: x[n].to(p.dtype) for n, p in self.params.items() if n not in g}
+
+    @property
+    def iterations(self) -> int: return self.records[-1].iters
+    @property
+    def residual(self) -> float: return self.records[-1].residuals[-1]
+
+def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
+    "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
+    return CGPreconditioner(model, tokenizer, docs, damping, params, batch_size, maxiter, tol, **kw)
