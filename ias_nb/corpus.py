@@ -61,6 +61,7 @@ class Corpus:
             if not source.exists(): raise ValueError(f"corpus file {source} does not exist")
         elif hasattr(source, 'column_names') and text_field not in source.column_names:
             raise ValueError(f"the dataset has no column {text_field!r} (columns: {source.column_names}); pass text_field=")
+        elif iter(source) is source: raise ValueError("a corpus is read more than once (CG streams it at every product): pass a list, a file or a Dataset, not an iterator or generator")
         self.source, self.text_field, self.split, self._n = source, text_field, split, None
 
     def __iter__(self) -> Iterator[str]:
@@ -74,7 +75,7 @@ class Corpus:
                 yield d
 
     def __len__(self) -> int:
-        if self._n is None: self._n = len(self.source) if isinstance(self.source, Sequence) else sum(1 for _ in self)
+        if self._n is None: self._n = len(self.source) if hasattr(self.source, '__len__') and not isinstance(self.source, Path) else sum(1 for _ in self)
         return self._n
 
 def as_corpus(docs, text_field:str='text', split:str='line') -> Corpus:
@@ -443,12 +444,12 @@ def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
 class CGPreconditioner:
     "g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by CG on streamed products."
     def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100,
-                 tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None, text_field:str='text', split:str='line'):
+                 tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None, text_field:str='text', split:str='line', progress:bool=True):
         _check_damping(damping)
         self.model, self.tokenizer, self.corpus, self.damping = model, tokenizer, as_corpus(docs, text_field, split), damping
         self.params, self.batch_size, self.maxiter, self.tol, self.shard_size = chosen_params(model, params), batch_size, maxiter, tol, shard_size
         self.max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
-        self.records = []                      # one SolveRecord per call: converged, iters, residuals (‖r‖/‖g‖)
+        self.records, self.progress = [], progress   # records: one SolveRecord per call (converged, iters, residuals ‖r‖/‖g‖)
 
     def ggn(self, v:dict) -> dict:
         "G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus, in float64."
@@ -468,8 +469,11 @@ class CGPreconditioner:
         "(G + λI)⁻¹g on the chosen parameters; g/λ on any other entry of g."
         like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
         b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
-        A = lambda x: flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
-        rec = cg(A, b, tol=self.tol, maxiter=self.maxiter); self.records.append(rec)
+        with tqdm(desc='CG (one corpus pass each)', unit='product', disable=not self.progress or process_group()[0] != 0) as bar:
+            def A(x):
+                bar.update(1); return flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
+            rec = cg(A, b, tol=self.tol, maxiter=self.maxiter)
+        self.records.append(rec)
         if not rec.converged: warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual {rec.residuals[-1]:.2e} > tol {self.tol:g}")
         x = unflat_params(like, rec.x)
         return {n: (x[n].to(torch.as_tensor(t).dtype) if n in self.params else t / self.damping) for n, t in g.items()} | \
@@ -479,6 +483,8 @@ class CGPreconditioner:
     def iterations(self) -> int: return self.records[-1].iters
     @property
     def residual(self) -> float: return self.records[-1].residuals[-1]
+    @property
+    def converged(self) -> bool: return self.records[-1].converged
 
 def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
     "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
