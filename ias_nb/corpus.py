@@ -326,13 +326,23 @@ def shard_scores(model:nn.Module, tokenizer, docs:Sequence[str], start:int, plan
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     device = model_device(model)
     mine = rank_batches(lengths, batch_size, rank, world)
-    local = [batch_scores(model, left_padded([ids[i] for i in b], pad, device), plan, [start + i for i in b]) for b in _progress(mine, bar, world)]
-    local = torch.cat(local, 1) if local else torch.zeros(plan.k, 0, dtype=torch.float64, device=device)
+    try:
+        local = [batch_scores(model, left_padded([ids[i] for i in b], pad, device), plan, [start + i for i in b]) for b in _progress(mine, bar, world)]
+        local, error = torch.cat(local, 1) if local else torch.zeros(plan.k, 0, dtype=torch.float64, device=device), None
+    except Exception as e: error = e
+    _raise_together(error, device)
     out = torch.zeros(plan.k, len(docs), dtype=torch.float64, device=device)
     sizes = [sum(map(len, rank_batches(lengths, batch_size, r, world))) for r in range(world)]
     for r, block in enumerate(gathered_scores(local, sizes)):
         out[:, [i for b in rank_batches(lengths, batch_size, r, world) for i in b]] = block
     return out
+
+def _raise_together(error:Optional[Exception], device):
+    "Re-raise `error`; under a process group every rank raises when one does (instead of waiting forever in a collective)."
+    if process_group()[1] > 1:
+        failed = all_reduce_sum(torch.tensor([float(error is not None)], device=device)).item()
+        if failed and error is None: raise RuntimeError(f"{int(failed)} other rank(s) failed on this shard: see their error")
+    if error is not None: raise error
 
 def _progress(batches:list, bar, world:int):
     "Yield `batches`, advancing `bar` by the documents all ranks score meanwhile."
