@@ -187,14 +187,15 @@ def requiring_grad(params:Sequence[Tensor]):
         for p, r in zip(params, before): p.requires_grad_(r)
 
 def _linear_terms(spec:dict, a:Tensor, delta:Tensor) -> Tensor:
-    "k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer, in float64."
-    B = a.shape[0]
-    a, delta = a.reshape(B, -1, a.shape[-1]).double(), delta.reshape(B, -1, delta.shape[-1]).double()
+    "k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; per-token products and all sums in float64."
+    B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)     # the layer-width contraction in the model's precision
+    a, delta = a.reshape(B, -1, a.shape[-1]).to(wd), delta.reshape(B, -1, delta.shape[-1]).to(wd)
     W, b, s = spec['weight'], spec['bias'], 0
-    if W is not None:     # contract over the smaller side first: memory k·B·T·min(in, out)
-        if W.shape[2] <= W.shape[1]: s = (torch.einsum('bto,koi->kbti', delta, W) * a).sum((2, 3))
-        else:                        s = (torch.einsum('bti,koi->kbto', a, W) * delta).sum((2, 3))
-    if b is not None: s = s + torch.einsum('bto,ko->kb', delta, b)
+    if W is not None:     # contract over the larger side first: memory k·B·T·min(in, out), no B×T×out float64 copy
+        Wd = spec.setdefault(('weight', wd), W.to(wd))
+        if W.shape[2] <= W.shape[1]: s = (torch.einsum('bto,koi->kbti', delta, Wd).double() * a.double()[None]).sum((2, 3))
+        else:                        s = (torch.einsum('bti,koi->kbto', a, Wd).double() * delta.double()[None]).sum((2, 3))
+    if b is not None: s = s + b @ delta.sum(1, dtype=torch.float64).T
     return s
 
 def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor) -> Tensor:
@@ -383,7 +384,7 @@ def document_scores(
     scores = torch.cat(results, 1)
     return scores[0] if isinstance(query, dict) else scores
 
-# %% ../nbs/11_corpus.ipynb #a7d22f20
+# %% ../nbs/11_corpus.ipynb #95969cc8
 def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str], alpha:float=1.0) -> Tensor:
     "t = α J_h(x) s for every probe x: the first-order shift of its last-token logits (probes × vocabulary)."
     from ias_nb.steering import steer
@@ -395,7 +396,7 @@ def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[s
     with forward_mode_ready(model):
         return jvp(logits, (torch.zeros((), dtype=p.dtype, device=p.device),), (torch.tensor(float(alpha), dtype=p.dtype, device=p.device),))[1].detach()
 
-# %% ../nbs/11_corpus.ipynb #3e04e470
+# %% ../nbs/11_corpus.ipynb #593b7e0c
 def steer_query(
     model:nn.Module, tokenizer,
     layer:str,                  # where the steer acts: a name in model.named_modules()
@@ -412,7 +413,7 @@ def steer_query(
         grads = torch.autograd.grad(f, list(chosen.values()), allow_unused=True)
     return {n: (torch.zeros_like(p) if g is None else g).detach() for (n, p), g in zip(chosen.items(), grads)}
 
-# %% ../nbs/11_corpus.ipynb #f9c216de
+# %% ../nbs/11_corpus.ipynb #7eb532e6
 @dataclass
 class IdentityPreconditioner:
     "g ↦ g/λ: (H + λI)⁻¹ in the damping-dominated limit λ ≫ ‖H‖."
@@ -426,7 +427,7 @@ def identity_preconditioner(damping:float) -> IdentityPreconditioner:
     "The damping-dominated limit of (H + λI)⁻¹: g ↦ g/λ."
     _check_damping(damping); return IdentityPreconditioner(damping)
 
-# %% ../nbs/11_corpus.ipynb #af1fcac4
+# %% ../nbs/11_corpus.ipynb #52ffc199
 def chosen_params(model:nn.Module, params=None) -> dict:
     "Parameters by name: None → all that require grad; else names or prefixes (a module's name selects its parameters)."
     named = dict(model.named_parameters())
@@ -450,7 +451,7 @@ def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
     HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))  # (diag p − ppᵀ) Ju per token
     return pullback(HJu)[0]
 
-# %% ../nbs/11_corpus.ipynb #8a3b4524
+# %% ../nbs/11_corpus.ipynb #439e05cd
 class CGPreconditioner:
     "g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by CG on streamed products."
     def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100,
