@@ -4,14 +4,21 @@
 
 # %% ../nbs/13_cli.ipynb #e8084e22
 from __future__ import annotations
-import argparse, html, sys, time
+import argparse, html, json, sys, time
 from pathlib import Path
 import torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
+from .experiments import prompt_set, resolve_layer, block_list
+from .jacobians import find_layer
+from .steering import caa_vector, SteeringVector
+from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked, process_group,
+                           _hooked_kind)
 
 # %% auto #0
-__all__ = ['check_device', 'report_markdown', 'report_html', 'demo_experiments', 'demo', 'run_one', 'parser', 'main']
+__all__ = ['check_device', 'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
+           'block_weights', 'attribution_figure', 'attribution_markdown', 'attribute', 'under_torchrun', 'run_one',
+           'parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -94,6 +101,94 @@ def demo(
     print(f"\nreport: {out / 'report.md'} and {out / 'report.html'}   ({time.time() - t0:.0f} s in all)")
     return {e.name: e for e in exps} | dict(toy=table)
 
+# %% ../nbs/13_cli.ipynb #85b6cf16
+def read_lines(path) -> list:
+    "Non-blank lines of a text file; a ValueError naming the file when it is missing or empty."
+    p = Path(path)
+    if not p.is_file(): raise ValueError(f"no such file: {p}")
+    lines = [l for l in p.read_text(encoding='utf-8').splitlines() if l.strip()]
+    if not lines: raise ValueError(f"{p} is empty: give one text per line")
+    return lines
+
+def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
+    "The vector of `--vector`: `caa:POSITIVE_FILE,NEGATIVE_FILE`, or a file written by `SteeringVector.save`."
+    if spec.startswith('caa:'):
+        files = spec[4:].split(',')
+        if len(files) != 2: raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
+        return caa_vector(model, tok, layer, *map(read_lines, files))
+    if not Path(spec).is_file(): raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
+    return SteeringVector.load(spec).vector
+
+def block_weights(model) -> list:
+    "Names of the weights and biases of the linear layers inside the transformer blocks (the default θ of `ias attribute`)."
+    blocks = block_list(model)
+    return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules() for p in ('weight', 'bias')
+            if getattr(m, p, None) is not None and _hooked_kind(m) in ('linear', 'conv1d')]
+
+# %% ../nbs/13_cli.ipynb #7b2b9609
+def attribution_figure(r:DocumentAttribution):
+    "ρ(z) of every document in corpus order beside the ℓ1 measure's signed weights."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(10, 3.2)); a, b = fig.subplots(1, 2)
+    a.plot(r.rho.numpy(), '.', ms=3); a.axhline(0, c='k', lw=0.5)
+    a.set(xlabel='document', ylabel='ρ(z)', title=f'ℓ2 attribution over {len(r.rho)} documents')
+    b.bar(range(len(r.weights)), r.weights, tick_label=[str(i) for i in r.indices])
+    b.set(xlabel='document', ylabel='ν_z', title=f'ℓ1 measure (k = {r.k}); held-out share {r.heldout_share:.2f}')
+    fig.tight_layout(); return fig
+
+def attribution_markdown(rows:list) -> str:
+    "Markdown table of `{index, weight, text}` rows."
+    cell = lambda s: s.replace('|', '\\|').replace('\n', ' ')[:120]
+    return '\n'.join(['| index | ρ | text |', '|---|---|---|'] + [f"| {r['index']} | {r['weight']:.4g} | {cell(r['text'])} |" for r in rows])
+
+# %% ../nbs/13_cli.ipynb #ae1d20e0
+def attribute(args) -> dict:
+    "`ias attribute`: trace a steering vector to a corpus; write attribution.json, attribution.md and attribution.png."
+    from ias_nb.models import load_causal_lm
+    corpus = Corpus(args.corpus)
+    n = len(corpus)
+    if n == 0: raise ValueError(f"{args.corpus} holds no documents")
+    if args.top > n: raise ValueError(f"--top {args.top} is larger than the corpus ({n} documents)")
+    model, tok = load_causal_lm(args.model, device=check_device(args.device))
+    layer = resolve_layer(model, args.layer)
+    prompts = read_lines(args.probes) if args.probes else prompt_set('eval_prompts')[:32]
+    if len(prompts) < 2: raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
+    probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
+    r = steer_to_documents(model, tok, layer, steering_vector_from(args.vector, model, tok, layer), probes, str(args.corpus),
+                           identity_preconditioner(args.damping), alpha=args.alpha, k=args.k, heldout=heldout,
+                           params=None if args.params == 'all' else block_weights(model), batch_size=args.batch_size, out=args.out / 'scores')
+    ranked = r.top(args.top)
+    top = [dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, picked(str(args.corpus), [i for i, _ in ranked]))]
+    res = dict(top=top, measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
+               share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along,
+               settings=dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model, corpus=str(args.corpus),
+                             n_documents=n, params=args.params, damping=args.damping, precondition='identity (damping-dominated limit)'))
+    if process_group()[0] == 0: _write_attribution(args.out, res, r)
+    return res
+
+def _write_attribution(out:Path, res:dict, r:DocumentAttribution):
+    "Write attribution.json, .md and .png to `out` and print the table."
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
+    (out / 'attribution.md').write_text(attribution_markdown(res['top']) + '\n')
+    attribution_figure(r).savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
+    print(attribution_markdown(res['top'])); print(r); print(f"written to {out}")
+
+# %% ../nbs/13_cli.ipynb #617dabac
+def under_torchrun(argv:list, nproc:int) -> bool:
+    "Relaunch `ias` under `torchrun --nproc_per_node=nproc` (True: done here), or join the process group torchrun set up."
+    import os, shutil, subprocess
+    if 'LOCAL_RANK' in os.environ:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
+        return False
+    if nproc <= 1: return False
+    i = argv.index('--nproc'); rest = argv[:i] + argv[i + 2:]
+    if shutil.which('ias') is None: raise ValueError("--nproc needs the `ias` command on PATH (pip install -e .)")
+    rc = subprocess.call([sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', shutil.which('ias'), *rest])
+    if rc: raise SystemExit(rc)
+    return True
+
 # %% ../nbs/13_cli.ipynb #0849b340
 def run_one(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
@@ -124,6 +219,19 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument('--layer', help='layer name, block index, or relative depth in [0, 1] (layers: a comma-separated list)')
         c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts (equivalence, layers), random directions (spectral)')
         if name == 'detox': c.add_argument('--alpha', type=float, default=1.0, help='steering strength')
+    a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus (ρ for each, the ℓ1-minimal measure)')
+    a.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
+    a.add_argument('--layer', required=True, help='layer name, block index, or relative depth in [0, 1]')
+    a.add_argument('--vector', required=True, help='a SteeringVector file (safetensors), or caa:POSITIVE_FILE,NEGATIVE_FILE')
+    a.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl (a "text" field) file')
+    a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation prompts); half are held out')
+    a.add_argument('--top', type=int, default=20, help='how many documents of largest ρ to list')
+    a.add_argument('--k', type=int, default=8, help='rows of the output sketch: the ℓ1 measure has at most k documents')
+    a.add_argument('--alpha', type=float, default=1.0, help='steering strength')
+    a.add_argument('--damping', type=float, default=1.0, help='λ of the identity preconditioner (H + λI)⁻¹ ≈ I/λ')
+    a.add_argument('--params', choices=['blocks', 'all'], default='blocks', help="θ: the blocks' linear layers (default) or all parameters")
+    a.add_argument('--batch-size', type=int, default=8)
+    a.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
     for c in sub.choices.values():
         c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
         c.add_argument('--out', type=Path, default=Path('ias-out'), help='directory for tables, figures and report')
@@ -137,5 +245,7 @@ def main(argv=None):
     import matplotlib; matplotlib.use('Agg')
     try:
         if args.command == 'demo': demo(args.out, args.seed, args.device)
+        elif args.command == 'attribute':
+            if not under_torchrun(argv, args.nproc): attribute(args)
         else: run_one(args)
     except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")

@@ -9,21 +9,26 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Union
+import numpy as np
 import torch
 from torch import nn, Tensor
 from torch.func import functional_call, jvp, vjp
 from tqdm.auto import tqdm
 from .linalg import cg
-from .jacobians import find_layer, edited_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
+from .jacobians import find_layer, edited_layer, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
 from .alignment import text_losses
-from .steering import lm_batch, model_device, absolute_positions
+from .attribution import steering_to_measure
+from .steering import lm_batch, model_device, absolute_positions, ias_vector
 
 # %% auto #0
 __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'left_padded', 'rank_batches', 'stacked_query', 'QueryPlan',
            'query_plan', 'recorded_calls', 'requiring_grad', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
            'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'steer_query', 'IdentityPreconditioner',
-           'identity_preconditioner', 'chosen_params', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner']
+           'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query',
+           'IdentityPreconditioner', 'identity_preconditioner', 'chosen_params', 'batch_ggn', 'CGPreconditioner',
+           'cg_preconditioner', 'centred', 'sketch_rows', 'weighted_gradient', 'measure_update', 'update_shift',
+           'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
+           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'causal_check']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -396,6 +401,20 @@ def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[s
     with forward_mode_ready(model):
         return jvp(logits, (torch.zeros((), dtype=p.dtype, device=p.device),), (torch.tensor(float(alpha), dtype=p.dtype, device=p.device),))[1].detach()
 
+# %% ../nbs/11_corpus.ipynb #f85d159d
+def readout_query(
+    model:nn.Module, tokenizer,
+    probes:Sequence[str],       # probe prompts x
+    r:Tensor,                   # a read-out of their last-token logits (probes × vocabulary), held fixed
+    params=None,                # parameters to return (see `select_params`); None: all
+) -> dict: # q = J_θᵀ r, name → tensor
+    "The gradient of a fixed read-out of the probes' logits: q = ∇θ Σ_x ⟨r_x, y_θ(x)⟩ (one backward pass)."
+    chosen = select_params(model, params)
+    with torch.enable_grad(), requiring_grad(list(chosen.values())):
+        f = (last_token_logits(model(**lm_batch(tokenizer, list(probes), model_device(model)))) * r).sum()
+        grads = torch.autograd.grad(f, list(chosen.values()), allow_unused=True)
+    return {n: (torch.zeros_like(p) if g is None else g).detach() for (n, p), g in zip(chosen.items(), grads)}
+
 # %% ../nbs/11_corpus.ipynb #593b7e0c
 def steer_query(
     model:nn.Module, tokenizer,
@@ -406,12 +425,7 @@ def steer_query(
     params=None,                # parameters to return (see `select_params`); None: all
 ) -> dict: # q = J_θᵀ t, name → tensor
     "The steer's functional gradient q = ∇θ Σ_x ⟨t_x, y_θ(x)⟩, t_x = α J_h(x) s held fixed."
-    t = steer_shift(model, tokenizer, layer, vector, probes, alpha)
-    chosen = select_params(model, params)
-    with torch.enable_grad(), requiring_grad(list(chosen.values())):
-        f = (last_token_logits(model(**lm_batch(tokenizer, list(probes), model_device(model)))) * t).sum()
-        grads = torch.autograd.grad(f, list(chosen.values()), allow_unused=True)
-    return {n: (torch.zeros_like(p) if g is None else g).detach() for (n, p), g in zip(chosen.items(), grads)}
+    return readout_query(model, tokenizer, probes, steer_shift(model, tokenizer, layer, vector, probes, alpha), params)
 
 # %% ../nbs/11_corpus.ipynb #7eb532e6
 @dataclass
@@ -500,3 +514,216 @@ class CGPreconditioner:
 def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
     "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
     return CGPreconditioner(model, tokenizer, docs, damping, params, batch_size, maxiter, tol, **kw)
+
+# %% ../nbs/11_corpus.ipynb #4ae248f1
+def centred(y:Tensor) -> Tensor:
+    "Logits (… × vocabulary) less their mean over the vocabulary: the shift that changes no probability removed."
+    return y - y.mean(-1, keepdim=True)
+
+def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
+    "k unit rows of the output-space sketch S (k × t.numel()): t/‖t‖ first, then k−1 centred Gaussian directions."
+    if k < 1: raise ValueError(f"the sketch needs k ≥ 1 rows, got {k}")
+    R = centred(torch.randn(k - 1, *t.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).flatten(1)
+    rows = torch.cat([t.detach().double().cpu().flatten()[None], R])
+    return rows / rows.norm(dim=1, keepdim=True)
+
+# %% ../nbs/11_corpus.ipynb #7782b600
+def weighted_gradient(
+    model:nn.Module, tokenizer,
+    docs:Sequence[str],         # a (small) set of documents
+    weights,                    # their weights w_z
+    params=None,                # θ: None (all that require grad), or names/prefixes (see `chosen_params`)
+    batch_size:int=8,
+) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
+    "Gradient of a weighted sum of document losses (ℓ as `text_losses`)."
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.shape != (len(docs),): raise ValueError(f"shape mismatch: {len(docs)} documents but weights of shape {tuple(w.shape)}")
+    chosen = chosen_params(model, params)
+    total = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in chosen.items()}
+    with torch.enable_grad(), requiring_grad(list(chosen.values())):
+        for i in range(0, len(docs), batch_size):
+            losses = text_losses(model, lm_batch(tokenizer, docs[i:i + batch_size], model_device(model)))
+            grads = torch.autograd.grad(losses @ w[i:i + batch_size].to(losses), list(chosen.values()), allow_unused=True)
+            for n, g in zip(chosen, grads):
+                if g is not None: total[n] += g.double()
+    return total
+
+# %% ../nbs/11_corpus.ipynb #0583e039
+def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable, params=None,
+                   batch_size:int=8) -> dict:
+    "Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents by w."
+    g = weighted_gradient(model, tokenizer, docs, weights, params, batch_size)
+    return {n: -x for n, x in precondition(g).items()}
+
+# %% ../nbs/11_corpus.ipynb #161658df
+def update_shift(model:nn.Module, tokenizer, probes:Sequence[str], dtheta:dict) -> Tensor:
+    "J_θΔθ: the first-order shift of the probes' last-token logits (probes × vocabulary) under Δθ (one JVP)."
+    named = dict(model.named_parameters())
+    theta = {n: named[n].detach() for n in dtheta}
+    batch = lm_batch(tokenizer, list(probes), model_device(model))
+    logits = lambda p: last_token_logits(functional_call(model, p, (), batch))
+    with forward_mode_ready(model):
+        return jvp(logits, (theta,), ({n: d.to(theta[n]) for n, d in dtheta.items()},))[1].detach()
+
+def shares(t:Tensor, v:Tensor) -> tuple:
+    "(1 − ‖t − v‖/‖t‖, ⟨v, t⟩/‖t‖²) of centred shifts: how much of the steer's shift t a shift v reproduces, how far along t it goes."
+    t, v = centred(t.double()).flatten(), centred(v.double()).flatten()
+    return 1 - ((t - v).norm() / t.norm()).item(), ((v @ t) / (t @ t)).item()
+
+# %% ../nbs/11_corpus.ipynb #19ee4318
+def picked(docs, indices:Sequence[int]) -> list:
+    "The documents at `indices` of a corpus (list, file or dataset), read in one streaming pass."
+    want = {int(i): None for i in indices}
+    for i, d in enumerate(as_corpus(docs)):
+        if i in want: want[i] = d
+    return [want[int(i)] for i in indices]
+
+def _check_probes(tokenizer, probes:Sequence[str]):
+    "A ValueError for no probes, or for probes that tokenize to nothing."
+    if not len(probes): raise ValueError("no probes: give at least one probe prompt")
+    empty = [p for p, ids in zip(probes, tokenizer(list(probes))['input_ids']) if not len(ids)]
+    if empty: raise ValueError(f"probes {empty[:3]} tokenize to nothing: give prompts with at least one token")
+
+# %% ../nbs/11_corpus.ipynb #c0e6e1fc
+@dataclass
+class DocumentAttribution:
+    "A steer traced to a corpus: the ℓ2 attribution ρ of every document and the ℓ1-minimal signed measure ν."
+    rho: Tensor             # N: ρ(z) = −⟨q̃, ∇ℓ(z)⟩, the change of f_s per unit up-weighting of z
+    indices: list           # documents of the ℓ1 measure ν (its non-zeros), by decreasing |ν_z|
+    weights: list           # their signed weights ν_z
+    snippets: list          # the beginning of each of those documents
+    k: int                  # rows of the output-space sketch S
+    share: float            # 1 − ‖t − Gν‖/‖t‖ on the probes (1: the measure reproduces the steer)
+    heldout_share: float    # the same on held-out probes (NaN without them)
+    heldout_along: float    # ⟨Gν, t⟩/‖t‖² on held-out probes: how far along the steer the measure moves them
+    settings: dict = field(default_factory=dict)
+
+    def top(self, n:int=10) -> list:
+        "The `n` documents of largest ρ(z), as (index, ρ)."
+        return [(int(i), self.rho[i].item()) for i in torch.argsort(self.rho, descending=True)[:n]]
+
+    def __repr__(self):
+        return (f"DocumentAttribution({len(self.rho)} documents; ℓ1 measure on {len(self.indices)} (k = {self.k}); share of t "
+                f"{self.share:.3f}, held out {self.heldout_share:.3f}, along t held out {self.heldout_along:.3f})")
+
+# %% ../nbs/11_corpus.ipynb #70a730ee
+def steer_to_documents(
+    model:nn.Module, tokenizer,
+    layer:str,                  # where the steer acts
+    vector,                     # steering vector s (d)
+    probes:Sequence[str],       # prompts whose last-token logits define the steer's shift t = α J_h s
+    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g on name → tensor dicts (`identity_preconditioner`, `cg_preconditioner`, …)
+    alpha:float=1.0,            # strength α
+    k:int=8,                    # sketch rows: the ℓ1 measure has at most k documents
+    heldout:Sequence[str]=(),   # held-out probes for the measure's share of t
+    params=None,                # θ the influence acts through: None (all), or names/prefixes — the preconditioner's
+    batch_size:int=8, seed:int=0, snippet:int=80,
+    out=None,                   # folder for resumable per-shard scores (see `document_scores`)
+) -> DocumentAttribution:
+    "Trace a steer to documents: ρ(z) for each, and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."
+    _check_probes(tokenizer, probes); names = list(chosen_params(model, params))
+    t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
+    if t.norm() == 0: raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
+    S = sketch_rows(t, k, seed)
+    queries = [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
+    SG = -document_scores(model, tokenizer, docs, queries, batch_size=batch_size, out=out).cpu()   # k×N
+    nu, _ = steering_to_measure(SG, S @ t.double().cpu().flatten(), norm='l1')
+    idx = [int(i) for i in torch.argsort(nu.abs(), descending=True) if nu[i] != 0]
+    texts = picked(docs, idx)
+    dtheta = measure_update(model, tokenizer, texts, nu[idx], precondition, names, batch_size)
+    held = (float('nan'),) * 2
+    if len(heldout):
+        _check_probes(tokenizer, heldout)
+        held = shares(steer_shift(model, tokenizer, layer, vector, heldout, alpha), update_shift(model, tokenizer, heldout, dtheta))
+    settings = dict(layer=layer, alpha=alpha, k=k, n_probes=len(probes), n_heldout=len(heldout), seed=seed,
+                    precondition=repr(precondition), n_params=sum(dict(model.named_parameters())[n].numel() for n in names))
+    return DocumentAttribution(SG[0] * t.norm().item(), idx, nu[idx].tolist(), [d[:snippet] for d in texts], k,
+                               shares(t, update_shift(model, tokenizer, probes, dtheta))[0], *held, settings)
+
+# %% ../nbs/11_corpus.ipynb #6e2a1eb5
+def documents_to_steer(
+    model:nn.Module, tokenizer,
+    layer:str,                  # where to steer
+    docs:Sequence[str],         # the documents of a weighted set
+    weights,                    # their weights w_z (up-weighting > 0, down-weighting < 0)
+    probes:Sequence[str],       # probe prompts the vector is fitted on
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g
+    params=None, batch_size:int=8,
+    **kwargs,                   # passed to `ias_vector` (damping, norm, …)
+):
+    "The IAS vector of a re-weighting of documents, s* = J_h⁺ J_θ Δθ_w, with γ_v, residual and convergence in `meta`."
+    dtheta = measure_update(model, tokenizer, list(docs), weights, precondition, params, batch_size)
+    return ias_vector(model, tokenizer, layer, probes, dtheta, **kwargs)
+
+# %% ../nbs/11_corpus.ipynb #7491650f
+def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> list:
+    "`n` paragraphs of Python's help text (`pydoc_data`, ships with every Python), whitespace-normalised: real neutral documents."
+    from pydoc_data.topics import topics
+    paras = [' '.join(p.split()) for k in sorted(topics) for p in topics[k].split('\n\n')]
+    keep = [p for p in dict.fromkeys(paras) if min_chars <= len(p) <= max_chars and p[0].isalpha()]
+    if len(keep) < n: raise ValueError(f"only {len(keep)} paragraphs of Python's help text fit; ask for n ≤ {len(keep)}")
+    return keep[:n]
+
+# %% ../nbs/11_corpus.ipynb #f51902bf
+def finetune(model:nn.Module, tokenizer, docs:Sequence[str], steps:int=100, lr:float=1e-3, batch_size:int=8,
+             seed:int=0, optimizer:str='sgd') -> nn.Module:
+    "A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW) on random batches of `docs`, loss the mean `text_losses`."
+    import copy
+    model = copy.deepcopy(model).train(); torch.manual_seed(seed)          # the seed also fixes dropout
+    opt = (torch.optim.SGD if optimizer == 'sgd' else torch.optim.AdamW)(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        pick = torch.randint(len(docs), (batch_size,), generator=g).tolist()
+        loss = text_losses(model, lm_batch(tokenizer, [docs[i] for i in pick], model_device(model))).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    return model.eval()
+
+# %% ../nbs/11_corpus.ipynb #10aee74a
+def precision_at_k(scores, relevant, k:int) -> float:
+    "Share of the `k` documents of largest score that are relevant (one boolean per document)."
+    top = torch.argsort(torch.as_tensor(scores, dtype=torch.float64), descending=True)[:k]
+    return torch.as_tensor(relevant)[top].double().mean().item()
+
+def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], vector, batch_size:int=16) -> Tensor:
+    "Baseline: cosine of each document's mean hidden state at `layer` (padding ignored) with the vector."
+    rows, s = [], torch.as_tensor(vector).double().cpu()
+    with torch.no_grad():
+        for i in range(0, len(docs), batch_size):
+            b = lm_batch(tokenizer, docs[i:i + batch_size], model_device(model)); store = {}
+            with recorded_layer(find_layer(model, layer), store): model(**b)
+            m = b['attention_mask'][..., None].to(store['h'].dtype)
+            rows.append(((store['h'] * m).sum(1) / m.sum(1)).double().cpu())
+    H = torch.cat(rows)
+    return H @ s / (H.norm(dim=1) * s.norm())
+
+# %% ../nbs/11_corpus.ipynb #123177e2
+def _mean_ci(x:np.ndarray, seed:int=0) -> tuple:
+    "Mean of `x` and its 95% bootstrap interval (scipy, BCa)."
+    from scipy.stats import bootstrap
+    ci = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=2000, random_state=seed).confidence_interval
+    return float(x.mean()), float(ci.low), float(ci.high)
+
+def causal_check(
+    model:nn.Module, tokenizer, layer:str, vector, docs:Sequence[str],
+    rho,                         # ρ(z) of every document (`DocumentAttribution.rho`)
+    heldout:Sequence[str],       # held-out probes where the fine-tuned models' logit shifts are measured
+    k:int=20, alpha:float=1.0, steps:int=20, lr:float=1e-2, seeds:Sequence[int]=(0, 1, 2),
+) -> list: # one row per set: cosine of the held-out centred logit shift with t, mean over probes and 95% interval
+    "Fine-tune on the top-k documents by ρ, on k random ones and on the bottom k: which moves held-out logits along the steer?"
+    t = centred(steer_shift(model, tokenizer, layer, vector, heldout, alpha)).double().cpu()
+    batch = lm_batch(tokenizer, list(heldout), model_device(model))
+    logits = lambda m: centred(last_token_logits(m(**batch)).detach().double().cpu())
+    with torch.no_grad(): y0 = logits(model)
+    order = torch.argsort(torch.as_tensor(rho), descending=True)
+    sets = dict(top=lambda s: order[:k], random=lambda s: torch.randperm(len(docs), generator=torch.Generator().manual_seed(s))[:k],
+                bottom=lambda s: order[-k:])
+    rows = []
+    for name, pick in sets.items():
+        cos = []
+        for s in seeds:
+            tuned = finetune(model, tokenizer, [docs[i] for i in pick(s).tolist()], steps, lr, seed=s)
+            with torch.no_grad(): cos.append(torch.cosine_similarity(logits(tuned) - y0, t, dim=1).numpy())
+        mean, low, high = _mean_ci(np.mean(cos, axis=0))
+        rows.append(dict(documents=name, k=k, cos_mean=mean, ci_low=low, ci_high=high))
+    return rows
