@@ -24,12 +24,12 @@ __all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute
            'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
            'normal_residual', 'ias_vector']
 
-# %% ../nbs/09_steering.ipynb #8e816ce1
+# %% ../nbs/09_steering.ipynb #e5aa9014
 def model_name(model:nn.Module) -> str:
     "The Hugging Face name of a model, else its class name."
     return getattr(getattr(model, 'config', None), 'name_or_path', '') or type(model).__name__
 
-# %% ../nbs/09_steering.ipynb #c32c153b
+# %% ../nbs/09_steering.ipynb #29983691
 def block_list(model:nn.Module) -> str:
     "Name of the list of transformer blocks of a Hugging Face decoder (Llama-style or GPT-2)."
     for name in ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers'):
@@ -37,13 +37,14 @@ def block_list(model:nn.Module) -> str:
         except (AttributeError, KeyError, ValueError): pass
     raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: pass a layer name")
 
-# %% ../nbs/09_steering.ipynb #24d877a4
+# %% ../nbs/09_steering.ipynb #b423a886
 def resolve_layer(
     model:nn.Module,
     layer,           # a name in named_modules(), a block index (int, negative counts from the end) or a relative depth (float in [0, 1])
 ) -> str:            # the layer's name
     "A layer name from a block index, a relative depth or a name (checked)."
     if isinstance(layer, str):
+        if layer in dict(model.named_modules()): return layer           # names first: nn.Sequential's blocks are called '0', '1', ...
         try: layer = int(layer)
         except ValueError:
             try: layer = float(layer)
@@ -56,7 +57,7 @@ def resolve_layer(
     if not 0 <= layer < n: raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
     return f'{blocks}.{layer}'
 
-# %% ../nbs/09_steering.ipynb #72f721e1
+# %% ../nbs/09_steering.ipynb #6045a063
 def block_index(model:nn.Module, layer) -> int:
     "The block index of a layer given by name, index or depth (the numbering of llama.cpp, repeng and steering-vectors)."
     name, blocks = resolve_layer(model, layer), block_list(model)
@@ -64,7 +65,7 @@ def block_index(model:nn.Module, layer) -> int:
         raise ValueError(f"{name!r} is not a transformer block ({blocks}.i): peers' formats store block outputs only")
     return int(name[len(blocks) + 1:])
 
-# %% ../nbs/09_steering.ipynb #65e22492
+# %% ../nbs/09_steering.ipynb #b95873fd
 def _cached_len(kwargs) -> int:
     "Number of tokens already in the KV cache passed to a model call (0: none)."
     past = kwargs.get('past_key_values')
@@ -122,7 +123,7 @@ def _seq_len(args, kwargs) -> int:
     x = kwargs.get('input_ids', kwargs.get('inputs_embeds', args[0] if args else None))
     return x.shape[1]
 
-# %% ../nbs/09_steering.ipynb #3cf920c3
+# %% ../nbs/09_steering.ipynb #92a6ee94
 class _Steers:
     "Every steer active on one model, sharing one position hook and one `generate` wrapper, so nested contexts act as one."
     def __init__(self, model:nn.Module):
@@ -149,12 +150,12 @@ class _Steers:
         self.handle.remove()
         if self.original is not None: del self.model.generate
 
-# %% ../nbs/09_steering.ipynb #7d89ecf4
+# %% ../nbs/09_steering.ipynb #69989a83
 def _as_vector(v, like:Tensor) -> Tensor:
     "A steering vector (Tensor, array or SteeringVector) as a tensor on the model's device and dtype."
     return torch.as_tensor(v.vector if isinstance(v, SteeringVector) else v).to(device=like.device, dtype=like.dtype)
 
-# %% ../nbs/09_steering.ipynb #1b1901ef
+# %% ../nbs/09_steering.ipynb #ce822d69
 def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=None) -> dict:
     "{layer name: α·s} from a layer and vector, a {layer: vector} dict, or a SteeringVector (α default: its own, else 1)."
     if isinstance(layer, SteeringVector):
@@ -209,7 +210,7 @@ def steer(
         steers.layers.remove(handles)
         if not steers.layers: steers.close(); del model._steers
 
-# %% ../nbs/09_steering.ipynb #e6e1197d
+# %% ../nbs/09_steering.ipynb #cee6c2f0
 @patch
 def apply(self:SteeringVector, model:nn.Module, alpha:Optional[float]=None, positions=None, prompt_len=None):
     "Context in which `model` is steered by this vector (α: its own unless given); as `steer(model, self, ...)`."
@@ -250,7 +251,7 @@ def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negati
     if len(positive) != len(negative): raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} negative prompts")
     return (layer_activations(model, tokenizer, layer, positive, batch_size) - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
 
-# %% ../nbs/09_steering.ipynb #f9c8f86e
+# %% ../nbs/09_steering.ipynb #59ebc7ac
 def chat_prompts(
     tokenizer,                        # a tokenizer with a chat template (e.g. SmolLM2-Instruct's)
     users:Sequence[str],              # the user's messages
@@ -265,7 +266,7 @@ def chat_prompts(
     return [tokenizer.apply_chat_template(head + [dict(role='user', content=u)], tokenize=False, add_generation_prompt=True) + r
             for u, r in zip(users, replies)]
 
-# %% ../nbs/09_steering.ipynb #0337f5b0
+# %% ../nbs/09_steering.ipynb #03e5e787
 def chat_pairs(
     tokenizer,
     pairs:Sequence[tuple],            # (user message, positive reply, negative reply) triples, or (positive message, negative message) pairs
@@ -279,35 +280,35 @@ def chat_pairs(
         return chat_prompts(tokenizer, [p[0] for p in pairs], system=system), chat_prompts(tokenizer, [p[1] for p in pairs], system=system)
     raise ValueError("pairs must all be (message, positive reply, negative reply) or all (positive message, negative message)")
 
-# %% ../nbs/09_steering.ipynb #eb4fc2f7
+# %% ../nbs/09_steering.ipynb #0f917fb4
 def block_vectors(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
     "{block index: α·s (float32, CPU)} from a SteeringVector or a {layer: vector} dict (layers by name, index or depth)."
     return {block_index(model, n): a.detach().float().cpu() for n, a in steering_targets(model, vectors, alpha=alpha).items()}
 
-# %% ../nbs/09_steering.ipynb #c8df1fcc
+# %% ../nbs/09_steering.ipynb #3e36ade8
 def _block_names(model:nn.Module, directions:dict) -> dict:
     "{layer name: float32 tensor} from {block index: vector} (negative indices count from the end)."
     return {resolve_layer(model, int(k)): torch.as_tensor(np.asarray(v)).float() for k, v in directions.items()}
 
-# %% ../nbs/09_steering.ipynb #36c971dc
+# %% ../nbs/09_steering.ipynb #e38bcb4a
 def to_steering_vectors(model:nn.Module, vectors, alpha:Optional[float]=None):
     "steering-vectors' `SteeringVector` (decoder-block outputs) with α baked in, so that its `apply(model)` steers as `steer(model, vectors)`."
     from steering_vectors import SteeringVector as PeerVector
     return PeerVector(layer_activations=block_vectors(model, vectors, alpha), layer_type='decoder_block')
 
-# %% ../nbs/09_steering.ipynb #fc77d13d
+# %% ../nbs/09_steering.ipynb #17a2f934
 def from_steering_vectors(model:nn.Module, vector) -> dict:
     "{layer name: s} from a steering-vectors `SteeringVector` (multiplier 1) — pass the dict to `steer`."
     if vector.layer_type != 'decoder_block': raise ValueError(f"only decoder-block vectors map to a layer output, got layer_type={vector.layer_type!r}")
     return _block_names(model, vector.layer_activations)
 
-# %% ../nbs/09_steering.ipynb #231e6a98
+# %% ../nbs/09_steering.ipynb #88332b29
 def to_repeng(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
     "repeng's `ControlVector` fields (model_type, directions: block index → float32 array), α baked in: `ControlVector(**to_repeng(...))`."
     return dict(model_type=getattr(getattr(model, 'config', None), 'model_type', model_name(model)),
                 directions={k: v.numpy() for k, v in block_vectors(model, vectors, alpha).items()})
 
-# %% ../nbs/09_steering.ipynb #0ed34496
+# %% ../nbs/09_steering.ipynb #76bf1f11
 def from_repeng(model:nn.Module, control) -> dict:
     "{layer name: s} from a repeng `ControlVector` (coefficient 1) or anything with `.directions` — without importing repeng."
     return _block_names(model, control.directions)
@@ -323,7 +324,7 @@ def export_gguf(vectors:dict, path, model_hint:str):
     for k, v in vectors.items(): w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
-# %% ../nbs/09_steering.ipynb #40ec7ded
+# %% ../nbs/09_steering.ipynb #f4b6c2ae
 def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     "Read a llama.cpp control vector (as written by llama.cpp's tools, repeng or `export_gguf`)."
     import gguf
@@ -364,12 +365,12 @@ def contrast_update(
     if H is None: return {n: -t / damping for n, t in g.items()}
     return {n: -t for n, t in unflat_params(g, ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)).items()}
 
-# %% ../nbs/09_steering.ipynb #a5cc85f3
+# %% ../nbs/09_steering.ipynb #7cfca2e8
 def default_ias_solver(m:int, d:int, max_bytes:float=2**31) -> str:
     "'dense' (d batched JVPs, one SVD) while the m×d float64 J_h fits in `max_bytes`, else 'lsqr' (J_h never formed)."
     return 'dense' if 8 * m * d <= max_bytes else 'lsqr'
 
-# %% ../nbs/09_steering.ipynb #c5e80f9a
+# %% ../nbs/09_steering.ipynb #cbf17fbb
 def normal_residual(op, s:Tensor, v:Tensor, damping:float=0.0) -> float:
     "Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖ of a (damped) least-squares solution s."
     g = op.rmatvec(v)
