@@ -3,10 +3,11 @@
     OMP_NUM_THREADS=1 python examples/steered_text.py [--out results/steered_text.json]
 
 Both vectors steer block 15 and have the CAA vector's norm; the contrast pairs and probes are written in the
-model's chat template (`chat_pairs`, `chat_prompts`). The IAS solve is LSQR with damping 1 and 60 iterations
-(about 2 minutes on a CPU); its convergence is recorded next to the text. The README's tour shows the file.
+model's chat template (`chat_pairs`, `chat_prompts`). The IAS solve (ridge μ = 1) uses `ias_vector`'s default
+solver — dense J_h by batched JVPs at this size; its convergence is recorded next to the text. About 2-3 minutes
+on a CPU. The README's tour shows the file.
 """
-import argparse, json, time, warnings
+import argparse, json, time
 from pathlib import Path
 import torch
 from ias_nb import steer, caa_vector, ias_vector, contrast_update, chat_prompts, chat_pairs
@@ -32,10 +33,8 @@ def main():
     positive, negative = chat_pairs(tok, HAPPY_SAD, system=SYSTEM)          # same question, happy vs sad reply
     caa = caa_vector(model, tok, a.layer, positive, negative)
     update = contrast_update(model, tok, positive, negative)                # up-weight happy replies, down-weight sad ones
-    with warnings.catch_warnings(record=True):                              # the capped solve's warning is recorded below instead
-        warnings.simplefilter('always')
-        ias_v = ias_vector(model, tok, a.layer, chat_prompts(tok, ["How was your day?"], system=SYSTEM), update,
-                           damping=1.0, maxiter=60, norm=caa.norm().item())
+    ias_v = ias_vector(model, tok, a.layer, chat_prompts(tok, ["How was your day?"], system=SYSTEM), update,
+                       damping=1.0, norm=caa.norm().item())
     prompt = chat_prompts(tok, ["Tell me about your morning."], system=SYSTEM)[0]
     rows = [dict(method='none', alpha=0.0, text=continuation(model, tok, prompt))]
     for alpha in a.alphas:
@@ -43,7 +42,7 @@ def main():
             with steer(model, a.layer, vec, alpha=alpha): rows.append(dict(method=method, alpha=alpha, text=continuation(model, tok, prompt)))
     settings = dict(command='OMP_NUM_THREADS=1 python examples/steered_text.py', layer=a.layer, norm=caa.norm().item(),
                     cos_caa_ias=torch.nn.functional.cosine_similarity(caa, ias_v.vector, dim=0).item(),
-                    **{f'ias_{k}': ias_v.meta[k] for k in ('gamma', 'iterations', 'normal_residual', 'converged')}, seconds=time.time() - t0)
+                    **{f'ias_{k}': ias_v.meta[k] for k in ('gamma', 'solver', 'iterations', 'normal_residual', 'converged')}, seconds=time.time() - t0)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(dict(settings=settings, prompt="Tell me about your morning.", rows=rows), indent=1))
     for r in rows: print(f"{r['method']:4} α={r['alpha']:<4} {r['text']!r}")
