@@ -25,12 +25,12 @@ __all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute
            'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
            'normal_residual', 'float32_operator', 'ias_vector']
 
-# %% ../nbs/09_steering.ipynb #f772b0e4
+# %% ../nbs/09_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
     "The Hugging Face name of a model, else its class name."
     return getattr(getattr(model, 'config', None), 'name_or_path', '') or type(model).__name__
 
-# %% ../nbs/09_steering.ipynb #033f6c02
+# %% ../nbs/09_steering.ipynb #3906a58c
 def block_list(model:nn.Module) -> str:
     "Name of the list of transformer blocks of a Hugging Face decoder (Llama-style or GPT-2)."
     for name in ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers'):
@@ -38,7 +38,7 @@ def block_list(model:nn.Module) -> str:
         except (AttributeError, KeyError, ValueError): pass
     raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: pass a layer name")
 
-# %% ../nbs/09_steering.ipynb #b64f5688
+# %% ../nbs/09_steering.ipynb #6201d196
 def resolve_layer(
     model:nn.Module,
     layer,           # a name in named_modules(), a block index (int, negative counts from the end) or a relative depth (float in [0, 1])
@@ -58,7 +58,7 @@ def resolve_layer(
     if not 0 <= layer < n: raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
     return f'{blocks}.{layer}'
 
-# %% ../nbs/09_steering.ipynb #36ddaf53
+# %% ../nbs/09_steering.ipynb #eceabc39
 def block_index(model:nn.Module, layer) -> int:
     "The block index of a layer given by name, index or depth (the numbering of llama.cpp, repeng and steering-vectors)."
     name, blocks = resolve_layer(model, layer), block_list(model)
@@ -66,7 +66,7 @@ def block_index(model:nn.Module, layer) -> int:
         raise ValueError(f"{name!r} is not a transformer block ({blocks}.i): peers' formats store block outputs only")
     return int(name[len(blocks) + 1:])
 
-# %% ../nbs/09_steering.ipynb #447c453a
+# %% ../nbs/09_steering.ipynb #b1eb679d
 def _cached_len(kwargs) -> int:
     "Number of tokens already in the KV cache passed to a model call (0: none)."
     past = kwargs.get('past_key_values')
@@ -124,7 +124,7 @@ def _seq_len(args, kwargs) -> int:
     x = kwargs.get('input_ids', kwargs.get('inputs_embeds', args[0] if args else None))
     return x.shape[1]
 
-# %% ../nbs/09_steering.ipynb #3b2ca18e
+# %% ../nbs/09_steering.ipynb #b74c25c4
 class _Steers:
     "Every steer active on one model, sharing one position hook and one `generate` wrapper, so nested contexts act as one."
     def __init__(self, model:nn.Module):
@@ -151,12 +151,12 @@ class _Steers:
         self.handle.remove()
         if self.original is not None: del self.model.generate
 
-# %% ../nbs/09_steering.ipynb #7218288f
+# %% ../nbs/09_steering.ipynb #eca7a293
 def _as_vector(v, like:Tensor) -> Tensor:
     "A steering vector (Tensor, array or SteeringVector) as a tensor on the model's device and dtype."
     return torch.as_tensor(v.vector if isinstance(v, SteeringVector) else v).to(device=like.device, dtype=like.dtype)
 
-# %% ../nbs/09_steering.ipynb #a3527f7b
+# %% ../nbs/09_steering.ipynb #3cfe272a
 def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=None) -> dict:
     "{layer name: α·s} from a layer and vector, a {layer: vector} dict, or a SteeringVector (α default: its own, else 1)."
     if isinstance(layer, SteeringVector):
@@ -211,7 +211,7 @@ def steer(
         steers.layers.remove(handles)
         if not steers.layers: steers.close(); del model._steers
 
-# %% ../nbs/09_steering.ipynb #26a7c623
+# %% ../nbs/09_steering.ipynb #59ef8218
 @patch
 def apply(self:SteeringVector, model:nn.Module, alpha:Optional[float]=None, positions=None, prompt_len=None):
     "Context in which `model` is steered by this vector (α: its own unless given); as `steer(model, self, ...)`."
@@ -252,7 +252,7 @@ def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negati
     if len(positive) != len(negative): raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} negative prompts")
     return (layer_activations(model, tokenizer, layer, positive, batch_size) - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
 
-# %% ../nbs/09_steering.ipynb #96dc5f64
+# %% ../nbs/09_steering.ipynb #e6557a54
 def chat_prompts(
     tokenizer,                        # a tokenizer with a chat template (e.g. SmolLM2-Instruct's)
     users:Sequence[str],              # the user's messages
@@ -267,7 +267,7 @@ def chat_prompts(
     return [tokenizer.apply_chat_template(head + [dict(role='user', content=u)], tokenize=False, add_generation_prompt=True) + r
             for u, r in zip(users, replies)]
 
-# %% ../nbs/09_steering.ipynb #cac26af3
+# %% ../nbs/09_steering.ipynb #4fb587d7
 def chat_pairs(
     tokenizer,
     pairs:Sequence[tuple],            # (user message, positive reply, negative reply) triples, or (positive message, negative message) pairs
@@ -281,35 +281,35 @@ def chat_pairs(
         return chat_prompts(tokenizer, [p[0] for p in pairs], system=system), chat_prompts(tokenizer, [p[1] for p in pairs], system=system)
     raise ValueError("pairs must all be (message, positive reply, negative reply) or all (positive message, negative message)")
 
-# %% ../nbs/09_steering.ipynb #62b09a03
+# %% ../nbs/09_steering.ipynb #1e55f851
 def block_vectors(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
     "{block index: α·s (float32, CPU)} from a SteeringVector or a {layer: vector} dict (layers by name, index or depth)."
     return {block_index(model, n): a.detach().float().cpu() for n, a in steering_targets(model, vectors, alpha=alpha).items()}
 
-# %% ../nbs/09_steering.ipynb #b9bf1a90
+# %% ../nbs/09_steering.ipynb #39d0b6bf
 def _block_names(model:nn.Module, directions:dict) -> dict:
     "{layer name: float32 tensor} from {block index: vector} (negative indices count from the end)."
     return {resolve_layer(model, int(k)): torch.as_tensor(np.asarray(v)).float() for k, v in directions.items()}
 
-# %% ../nbs/09_steering.ipynb #13309031
+# %% ../nbs/09_steering.ipynb #2aec0ac0
 def to_steering_vectors(model:nn.Module, vectors, alpha:Optional[float]=None):
     "steering-vectors' `SteeringVector` (decoder-block outputs) with α baked in, so that its `apply(model)` steers as `steer(model, vectors)`."
     from steering_vectors import SteeringVector as PeerVector
     return PeerVector(layer_activations=block_vectors(model, vectors, alpha), layer_type='decoder_block')
 
-# %% ../nbs/09_steering.ipynb #a7177d11
+# %% ../nbs/09_steering.ipynb #09ae5cef
 def from_steering_vectors(model:nn.Module, vector) -> dict:
     "{layer name: s} from a steering-vectors `SteeringVector` (multiplier 1) — pass the dict to `steer`."
     if vector.layer_type != 'decoder_block': raise ValueError(f"only decoder-block vectors map to a layer output, got layer_type={vector.layer_type!r}")
     return _block_names(model, vector.layer_activations)
 
-# %% ../nbs/09_steering.ipynb #d387633f
+# %% ../nbs/09_steering.ipynb #123119e3
 def to_repeng(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
     "repeng's `ControlVector` fields (model_type, directions: block index → float32 array), α baked in: `ControlVector(**to_repeng(...))`."
     return dict(model_type=getattr(getattr(model, 'config', None), 'model_type', model_name(model)),
                 directions={k: v.numpy() for k, v in block_vectors(model, vectors, alpha).items()})
 
-# %% ../nbs/09_steering.ipynb #75d3c514
+# %% ../nbs/09_steering.ipynb #c69508ab
 def from_repeng(model:nn.Module, control) -> dict:
     "{layer name: s} from a repeng `ControlVector` (coefficient 1) or anything with `.directions` — without importing repeng."
     return _block_names(model, control.directions)
@@ -325,7 +325,7 @@ def export_gguf(vectors:dict, path, model_hint:str):
     for k, v in vectors.items(): w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
-# %% ../nbs/09_steering.ipynb #87eada14
+# %% ../nbs/09_steering.ipynb #29084ace
 def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     "Read a llama.cpp control vector (as written by llama.cpp's tools, repeng or `export_gguf`)."
     import gguf
@@ -366,18 +366,22 @@ def contrast_update(
     if H is None: return {n: -t / damping for n, t in g.items()}
     return {n: -t for n, t in unflat_params(g, ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)).items()}
 
-# %% ../nbs/09_steering.ipynb #34e015c3
-def default_ias_solver(m:int, d:int, max_bytes:float=2**31) -> str:
-    "'dense' (d batched JVPs, one SVD) while the m×d float64 J_h fits in `max_bytes`, else 'lsqr' (J_h never formed)."
-    return 'dense' if 8 * m * d <= max_bytes else 'lsqr'
+# %% ../nbs/09_steering.ipynb #33396879
+def default_ias_solver(
+    m:int, d:int,                # J_h is m×d
+    max_bytes:float=2**31,       # memory allowed for the dense float64 J_h
+    max_width:int=1024,          # widest layer solved densely (bench/ias_solver_crossover.py: the dense cost grows like d³, LSQR's like iterations·d²)
+) -> str:
+    "'dense' (d batched JVPs, one SVD) for layers up to `max_width` wide whose m×d float64 J_h fits in `max_bytes`, else 'lsqr' (J_h never formed)."
+    return 'dense' if d <= max_width and 8 * m * d <= max_bytes else 'lsqr'
 
-# %% ../nbs/09_steering.ipynb #2a392041
+# %% ../nbs/09_steering.ipynb #65014502
 def normal_residual(op, s:Tensor, v:Tensor, damping:float=0.0) -> float:
     "Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖ of a (damped) least-squares solution s."
     g = op.rmatvec(v)
     return ((op.rmatvec(v - op.matvec(s)) - damping * s).norm() / g.norm()).item()
 
-# %% ../nbs/09_steering.ipynb #602e4339
+# %% ../nbs/09_steering.ipynb #5f7a73fc
 def float32_operator(op, v:Tensor) -> tuple:
     "(operator, target) whose vectors are float32 when the model computes in 16 bits, so that LSQR does not accumulate in bf16."
     if v.dtype not in (torch.float16, torch.bfloat16): return op, v
