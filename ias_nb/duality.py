@@ -12,7 +12,7 @@ from torch import Tensor
 from .linalg import LinearOperator, SolveRecord, as_float64, check_rows, default_rtol, lsqr
 
 # %% auto #0
-__all__ = ['IASResult', 'ias', 'unreachable_certificate', 'batch_ias']
+__all__ = ['IASResult', 'as_operator', 'ias', 'unreachable_certificate', 'batch_ias']
 
 # %% ../nbs/03_duality.ipynb #bac79953
 @dataclass
@@ -58,6 +58,18 @@ def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxite
         gamma = (fitted.norm() / v.norm()).item()
     return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0) if with_gamma else gamma, rec)
 
+# %% ../nbs/03_duality.ipynb #eee5fac7
+def as_operator(A) -> LinearOperator:
+    "The library's `LinearOperator` for any object with `.shape`, `.matvec` and `.rmatvec` (scipy's `LinearOperator` included)."
+    if isinstance(A, LinearOperator): return A
+    if not all(hasattr(A, k) for k in ('shape', 'matvec', 'rmatvec')):
+        raise ValueError(f"`J_h` of type {type(A).__name__} is neither a matrix nor a linear operator: give it .shape, .matvec and .rmatvec")
+    dt = getattr(A, 'dtype', torch.float64)
+    dt = dt if isinstance(dt, torch.dtype) else (torch.float32 if str(dt) == 'float32' else torch.float64)
+    m, n = (int(k) for k in A.shape)
+    as_t = lambda y, k: torch.as_tensor(y).to(dt).reshape(k)          # numpy or torch results, shape (k,) or (k, 1)
+    return LinearOperator((m, n), lambda u: as_t(A.matvec(u), m), lambda w: as_t(A.rmatvec(w), n), dt)
+
 # %% ../nbs/03_duality.ipynb #d6857eb7
 def _cast(r:IASResult, dtype) -> IASResult:
     "Return the tensors of `r` in `dtype`."
@@ -66,7 +78,7 @@ def _cast(r:IASResult, dtype) -> IASResult:
 
 # %% ../nbs/03_duality.ipynb #be6771ee
 def ias(
-    J_h:Union[Tensor, LinearOperator], # m×d Jacobian ∂y/∂h, or an operator with matvec (JVP) / rmatvec (VJP)
+    J_h,                               # m×d Jacobian ∂y/∂h (Tensor/array), or any operator with .shape, .matvec (JVP), .rmatvec (VJP)
     v,                                 # m target logit shift J_θΔθ
     damping:float=0.0,                 # μ ≥ 0: ridge/damped-dual solution; 0 gives J_h⁺v
     rtol:Optional[float]=None,         # rank tolerance of the dense path (see `orth`)
@@ -76,7 +88,8 @@ def ias(
 ) -> IASResult:
     "Influence-aligned steering vector Δh* = J_h⁺v with dual, effort, residual and γ_v."
     if damping < 0: raise ValueError(f"`damping` must be ≥ 0, got {damping}")
-    if isinstance(J_h, LinearOperator):
+    if hasattr(J_h, 'matvec') or isinstance(J_h, LinearOperator):
+        J_h = as_operator(J_h)
         v = torch.as_tensor(v).to(J_h.dtype)
         atol = atol or (1e-10 if J_h.dtype == torch.float64 else 1e-6)     # reachable in the operator's precision
         if v.shape != (J_h.shape[0],): raise ValueError(f"shape mismatch: operator is {J_h.shape} so `v` needs shape ({J_h.shape[0]},), got {tuple(v.shape)}")

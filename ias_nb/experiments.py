@@ -18,14 +18,13 @@ from .jacobians import Cut, find_layer, last_token_logits, forward_ad_attention
 from .alignment import layer_sweep, choose_layer, plot_sweep
 from .bounds import equivalence
 from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change, steer_norm
-from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device
+from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device, block_list, resolve_layer
 from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
 
 # %% auto #0
 __all__ = ['PAPER_DETOX', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment', 'prompt_set',
-           'toxicity_scorer', 'continuations', 'perplexity', 'block_list', 'resolve_layer', 'probe_prompts',
-           'detox_update', 'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence',
-           'gamma_depth_experiment', 'spectral_experiment']
+           'toxicity_scorer', 'continuations', 'perplexity', 'probe_prompts', 'detox_update', 'detox_experiment',
+           'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'gamma_depth_experiment', 'spectral_experiment']
 
 # %% ../nbs/12_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -100,29 +99,6 @@ def perplexity(model:nn.Module, tok, text:str, block:int=256, n_blocks:int=4) ->
 
 # %% ../nbs/12_experiments.ipynb #79f8b387
 PAPER_DETOX = {'none': (0.0195, 14333), 'CAA': (0.0150, 13291), 'IAS': (0.0164, 13701)}
-
-# %% ../nbs/12_experiments.ipynb #c5dc8c88
-def block_list(model:nn.Module) -> str:
-    "Name of the list of transformer blocks of a Hugging Face decoder (Llama-style or GPT-2)."
-    for name in ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers'):
-        try: find_layer(model, name); return name
-        except (AttributeError, KeyError, ValueError): pass
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: pass a layer name")
-
-# %% ../nbs/12_experiments.ipynb #32e7c182
-def resolve_layer(model:nn.Module, layer) -> str:
-    "A layer name from a block index (int), a relative depth (float in [0, 1]) or a name (checked)."
-    if isinstance(layer, str):
-        try: layer = int(layer)
-        except ValueError:
-            try: layer = float(layer)
-            except ValueError: find_layer(model, layer); return layer
-    blocks = block_list(model); n = len(find_layer(model, blocks))
-    if isinstance(layer, float):
-        if not 0 <= layer <= 1: raise ValueError(f"relative depth must be in [0, 1], got {layer}")
-        layer = round(layer * (n - 1))
-    if not 0 <= layer < n: raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
-    return f'{blocks}.{layer}'
 
 # %% ../nbs/12_experiments.ipynb #cb6d8b79
 def probe_prompts(texts:Sequence[str], words:int=4) -> list:
