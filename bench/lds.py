@@ -1,6 +1,8 @@
 """Linear datamodeling score (LDS) of corpus-scale influence on a small language model, ours beside peers.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py            # ≈ 12 min on 1 core; --quick: a 2-minute smoke run
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods identity,ekfac,kronfluence,cg   # ≈ 11 min on 1 core
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods dattri-grad-dot --reuse          # dattri: ≈ 15 min more
+    (--quick: a 2-minute smoke run on 40 documents and 8 subsets)
 
 Corpus: N paragraphs of Python's own documentation (`pydoc_data.topics`, which ships with Python), each cut to
 L tokens. Model: the tiny GPT-2 (`ias_nb.models.load_tiny_gpt2`, trained on that text), its Conv1D layers turned
@@ -16,6 +18,11 @@ is gradient descent on (1/|S|) Σ_{z∈S} ℓ(z), so f(θ_S) − f(θ₀) ≈ (1
 the factor): the prediction is Σ_{z∈S} ρ(z) = −Σ_{z∈S} score(z), score(z) = ⟨q̃, ∇ℓ(z)⟩. K steps of rate η on a
 quadratic act like (H + λI)⁻¹ with λ ≈ 1/(ηK) on the curvature's small directions, so λ = 1/(ηK) for every method.
 LDS = Spearman over the M subsets between prediction and measurement; ± a 95% bootstrap interval over subsets.
+CG: the exact Gauss–Newton matrix estimated on the first `--cg-docs` documents, `--cg-iters` iterations (each
+iteration is a pass over those documents; the warning prints the relative residual reached).
+dattri 0.3: Grad-Dot (TracInAttributor, one checkpoint, unnormalised, restricted to the same parameters) runs but
+costs ≈ 5 s per document here, so it is its own invocation (--reuse: same model, corpus, subsets, measurements);
+its DataInf (IFAttributorDataInf) fails inside dattri on this model (the error is printed in the table).
 """
 import argparse, json, math, os, sys, time
 from pathlib import Path
@@ -117,10 +124,11 @@ def lds(pred, meas, n_boot=2000, seed=0):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--n', type=int, default=200); ap.add_argument('--m', type=int, default=24)
+    ap.add_argument('--n', type=int, default=200); ap.add_argument('--m', type=int, default=20)
     ap.add_argument('--length', type=int, default=24); ap.add_argument('--steps', type=int, default=2)
-    ap.add_argument('--lr', type=float, default=0.08); ap.add_argument('--cg-iters', type=int, default=5)
+    ap.add_argument('--lr', type=float, default=0.05); ap.add_argument('--cg-iters', type=int, default=5)
     ap.add_argument('--cg-docs', type=int, default=50)
+    ap.add_argument('--reuse', action='store_true', help='take the subsets\' measurements from --out (same sizes) and add rows')
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default='results/lds.json')
     ap.add_argument('--methods', default='identity,cg,ekfac,kronfluence,dattri-grad-dot,dattri-datainf')
     a = ap.parse_args()
@@ -145,11 +153,17 @@ def main():
     # ---- measurements: fine-tune on each subset
     rng = np.random.default_rng(0)
     subsets = [np.sort(rng.choice(a.n, a.n // 2, replace=False)) for _ in range(a.m)]
-    t0 = time.perf_counter(); meas = []
+    t0 = time.perf_counter(); meas = []; old = None
     from tqdm.auto import tqdm
-    for S in tqdm(subsets, desc='fine-tuning subsets'):
-        meas.append(measure(fine_tune(model, tok, [docs[i] for i in S], names, a.lr, a.steps), tok, probes, t, queries))
-    meas = np.array(meas); t_ft = time.perf_counter() - t0
+    if a.reuse:
+        old = json.load(open(a.out))
+        assert old['sizes']['N'] == a.n and old['sizes']['M'] == a.m and old['sizes']['K'] == a.steps and old['sizes']['lr'] == a.lr, old['sizes']
+        meas, t_ft = np.array(old['measurements']), old['finetune_seconds']
+        print(f"measurements reused from {a.out} ({old['command']})")
+    else:
+        for S in tqdm(subsets, desc='fine-tuning subsets'):
+            meas.append(measure(fine_tune(model, tok, [docs[i] for i in S], names, a.lr, a.steps), tok, probes, t, queries))
+        meas = np.array(meas); t_ft = time.perf_counter() - t0
     print(f"fine-tuning {a.m} subsets: {t_ft:.0f} s; f_s range {meas[:, 0].min():.3g}..{meas[:, 0].max():.3g}, "
           f"query loss {meas[:, 1].min():.4f}..{meas[:, 1].max():.4f} (start {measure(model, tok, probes, t, queries)})")
 
@@ -192,6 +206,10 @@ def main():
         rows.append(r); print(f"  {name}: {sec:.1f} s, LDS f_s {r['steer f_s'][0]:+.3f}, loss {r['query loss'][0]:+.3f}", flush=True)
 
     cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
+    if old is not None:                                  # earlier rows of the same measurements first
+        done = {r['method'] for r in rows}
+        rows = [dict(r, command=old['command']) for r in old['rows'] if r['method'] not in done] + [dict(r, command=cmd) for r in rows]
+        cmd = old['command'] + ' ; then ' + cmd
     print(f"\n{cmd}\nLDS (Spearman over {a.m} subsets, 95% bootstrap interval), N = {a.n}, L = {a.length}, K = {a.steps}, λ = {lam:.3g}")
     print(f"{'method':38} {'LDS steer f_s':>24} {'LDS query loss':>24} {'seconds':>8}")
     for r in rows:
