@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
-from .experiments import prompt_set, resolve_layer, block_list
+from .experiments import prompt_set
 from .jacobians import find_layer
-from .steering import caa_vector, SteeringVector
+from .steering import caa_vector, SteeringVector, resolve_layer, block_list
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked, process_group,
                            _hooked_kind)
 

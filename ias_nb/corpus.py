@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_corpus.ipynb #90ace0a5
 from __future__ import annotations
-import difflib, hashlib, itertools, json, os, warnings
+import copy, difflib, hashlib, itertools, json, os, tempfile, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from .linalg import cg
 from .jacobians import find_layer, edited_layer, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
 from .alignment import text_losses
 from .attribution import steering_to_measure
-from .steering import lm_batch, model_device, absolute_positions, ias_vector
+from .steering import lm_batch, model_device, absolute_positions, ias_vector, resolve_layer
 
 # %% auto #0
 __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'left_padded', 'rank_batches', 'stacked_query', 'QueryPlan',
@@ -26,9 +26,11 @@ __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'left_padded', 'rank_ba
            'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
            'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query',
            'IdentityPreconditioner', 'identity_preconditioner', 'chosen_params', 'batch_ggn', 'CGPreconditioner',
-           'cg_preconditioner', 'centred', 'sketch_rows', 'weighted_gradient', 'measure_update', 'update_shift',
-           'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'causal_check']
+           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'document_task', 'ekfac_factors',
+           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'weighted_gradient',
+           'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution', 'steer_to_documents',
+           'documents_to_steer', 'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines',
+           'causal_check']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -393,7 +395,7 @@ def document_scores(
 def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str], alpha:float=1.0) -> Tensor:
     "t = α J_h(x) s for every probe x: the first-order shift of its last-token logits (probes × vocabulary)."
     from ias_nb.steering import steer
-    find_layer(model, layer)
+    layer = resolve_layer(model, layer)
     batch = lm_batch(tokenizer, list(probes), model_device(model))
     p = next(model.parameters()); s = torch.as_tensor(vector).to(device=p.device, dtype=p.dtype)
     def logits(eps):
@@ -514,6 +516,138 @@ class CGPreconditioner:
 def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
     "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
     return CGPreconditioner(model, tokenizer, docs, damping, params, batch_size, maxiter, tol, **kw)
+
+# %% ../nbs/11_corpus.ipynb #d5ce697c
+def conv1d_as_linear(model:nn.Module) -> nn.Module:
+    "A copy of `model` with transformers' Conv1D (y = aW + b, W in×out) replaced by the equal nn.Linear (W out×in)."
+    from transformers.pytorch_utils import Conv1D
+    model = copy.deepcopy(model)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, Conv1D):
+            lin = nn.Linear(*m.weight.shape, bias=m.bias is not None, dtype=m.weight.dtype, device=m.weight.device)
+            with torch.no_grad():
+                lin.weight.copy_(m.weight.T)
+                if m.bias is not None: lin.bias.copy_(m.bias)
+            parent, _, child = name.rpartition('.')
+            setattr(model.get_submodule(parent) if parent else model, child, lin)
+    return model
+
+def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> list:
+    "Names of the nn.Linear layers EK-FAC covers: `modules`, or every nn.Linear except the output head."
+    lin = {n for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    if modules is None:
+        head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
+        found = [n for n, m in model.named_modules() if n in lin and m is not head]
+        if not found: raise ValueError("the model has no nn.Linear layer for EK-FAC (transformers' GPT-2 has Conv1D: "
+                                       "pass conv1d_as_linear(model))")
+        return found
+    bad = [n for n in modules if n not in lin]
+    if bad: raise ValueError(f"not nn.Linear layers of the model: " + "; ".join(
+        f"{b!r} (closest: {difflib.get_close_matches(b, sorted(lin), n=3)})" for b in bad)
+        + ". EK-FAC covers nn.Linear only; for transformers' Conv1D pass conv1d_as_linear(model)")
+    return list(modules)
+
+# %% ../nbs/11_corpus.ipynb #f3bab6e6
+def right_padded(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> dict:
+    "Documents as one right-padded batch {'input_ids', 'attention_mask'} (rows are trimmed per batch in `_trimmed`)."
+    if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = 'right'
+    enc = tokenizer(list(docs), return_tensors='pt', padding=True, truncation=max_length is not None, max_length=max_length)
+    return {k: enc[k] for k in ('input_ids', 'attention_mask')}
+
+class _Rows(torch.utils.data.Dataset):
+    "Rows of a right-padded batch, the whole corpus repeated `repeats` times."
+    def __init__(self, batch:dict, repeats:int=1): self.batch, self.n, self.repeats = batch, len(batch['input_ids']), repeats
+    def __len__(self): return self.n * self.repeats
+    def __getitem__(self, i): return {k: v[i % self.n] for k, v in self.batch.items()}
+
+def _trimmed(rows:list) -> dict:
+    "Collate rows, dropping the columns that are padding in every row."
+    b = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    T = int(b['attention_mask'].sum(1).max())
+    return {k: v[:, :T] if k in ('input_ids', 'attention_mask') else v for k, v in b.items()}
+
+# %% ../nbs/11_corpus.ipynb #75c031ce
+def document_task(modules:Sequence[str]):
+    "A kronfluence Task: train loss = each document's mean next-token loss ℓ(z) (GGN-scaled when labels are sampled)."
+    from kronfluence.task import Task
+    class DocumentTask(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            if not sample: return text_losses(model, batch).sum()        # Σ_z ℓ(z)
+            ids, am = batch['input_ids'], batch['attention_mask']
+            logits = model(**batch).logits[:, :-1]
+            real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
+            with torch.no_grad():                                       # labels drawn from the model
+                y = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1).view(logits.shape[:2])
+            ce = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction='none')
+            return ((ce * real).sum(1) / real.sum(1).clamp_min(1).sqrt()).sum()   # E[∇∇ᵀ] = GGN of the mean loss
+        def compute_measurement(self, batch, model): return text_losses(model, batch).sum()
+        def get_influence_tracked_modules(self): return list(modules)
+        def get_attention_mask(self, batch): return batch['attention_mask']
+    return DocumentTask()
+
+def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int=8,
+                  samples:int=1, max_length:Optional[int]=None) -> dict:
+    "kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over documents."
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments
+    from kronfluence.utils.dataset import DataLoaderKwargs
+    task = document_task(modules)
+    f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64,
+               eigendecomposition_dtype=torch.float64, lambda_dtype=torch.float64)
+    with tempfile.TemporaryDirectory() as out:
+        an = Analyzer(analysis_name='ias_nb', model=prepare_model(copy.deepcopy(model), task), task=task,  # it wraps layers in place: a copy
+                      output_dir=out, disable_tqdm=True, disable_model_save=True)
+        an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_trimmed))
+        an.fit_all_factors(factors_name='ekfac', dataset=_Rows(right_padded(tokenizer, docs, max_length), samples),
+                           per_device_batch_size=batch_size, factor_args=FactorArguments(strategy='ekfac', **f64),
+                           overwrite_output_dir=True)
+        f = an.load_all_factors('ekfac')
+    return {n: (f['activation_eigenvectors'][n].double(), f['gradient_eigenvectors'][n].double(),
+                f['lambda_matrix'][n].double() / f['num_lambda_processed'][n].double()) for n in modules}
+
+# %% ../nbs/11_corpus.ipynb #d68f3b27
+class EKFACPreconditioner:
+    "g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer (kronfluence's factors); g/λ on any other entry."
+    def __init__(self, model:nn.Module, factors:dict, damping:float):
+        _check_damping(damping)
+        self.factors, self.damping = factors, damping
+        self.bias = {n: model.get_submodule(n).bias is not None for n in factors}
+
+    def layer(self, name:str, G:Tensor) -> Tensor:
+        "Q_S [(Q_Sᵀ G Q_A) ⊘ (Λ + λ)] Q_Aᵀ for one layer's gradient G (out × in, bias as a last column)."
+        QA, QS, lam = self.factors[name]
+        if G.shape != (QS.shape[0], QA.shape[0]):
+            raise ValueError(f"{name}: gradient of shape {tuple(G.shape)}, EK-FAC factors expect {(QS.shape[0], QA.shape[0])} "
+                             "(out × in, plus a bias column)")
+        return QS @ ((QS.T @ G @ QA) / (lam + self.damping)) @ QA.T
+
+    def __call__(self, g:dict) -> dict:
+        "(H_EKFAC + λI)⁻¹g on the covered layers' weights and biases; g/λ on any other entry of g."
+        out = {n: torch.as_tensor(t) / self.damping for n, t in g.items()}
+        for n, bias in self.bias.items():
+            w, b = n + '.weight', n + '.bias'
+            if w not in g: continue
+            G = torch.as_tensor(g[w]).double()
+            if bias: G = torch.cat([G, torch.as_tensor(g[b] if b in g else torch.zeros(G.shape[0])).double()[:, None]], 1)
+            P = self.layer(n, G)
+            out[w] = (P[:, :-1] if bias else P).to(torch.as_tensor(g[w]).dtype)
+            if bias and b in g: out[b] = P[:, -1].to(torch.as_tensor(g[b]).dtype)
+        return out
+
+def ekfac_preconditioner(
+    model:nn.Module, tokenizer,
+    docs:Sequence[str],                   # the corpus whose Gauss–Newton matrix H is approximated
+    damping:float,                        # λ in (H + λI)⁻¹
+    modules:Optional[Sequence[str]]=None, # nn.Linear layer names (None: all but the output head)
+    batch_size:int=8,                     # documents per batch while fitting
+    samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
+    max_length:Optional[int]=None,        # truncate documents to this many tokens
+) -> EKFACPreconditioner:
+    "EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus Gauss–Newton matrix, factors fitted by kronfluence."
+    _check_damping(damping)
+    return EKFACPreconditioner(model, ekfac_factors(model, tokenizer, docs, linear_modules(model, modules),
+                                                    batch_size, samples, max_length), damping)
 
 # %% ../nbs/11_corpus.ipynb #4ae248f1
 def centred(y:Tensor) -> Tensor:
@@ -691,7 +825,7 @@ def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], ve
     with torch.no_grad():
         for i in range(0, len(docs), batch_size):
             b = lm_batch(tokenizer, docs[i:i + batch_size], model_device(model)); store = {}
-            with recorded_layer(find_layer(model, layer), store): model(**b)
+            with recorded_layer(find_layer(model, resolve_layer(model, layer)), store): model(**b)
             m = b['attention_mask'][..., None].to(store['h'].dtype)
             rows.append(((store['h'] * m).sum(1) / m.sum(1)).double().cpu())
     H = torch.cat(rows)

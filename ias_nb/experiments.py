@@ -22,9 +22,10 @@ from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, 
 from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
 
 # %% auto #0
-__all__ = ['PAPER_DETOX', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment', 'prompt_set',
-           'toxicity_scorer', 'continuations', 'perplexity', 'probe_prompts', 'detox_update', 'detox_experiment',
-           'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'gamma_depth_experiment', 'spectral_experiment']
+__all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment',
+           'prompt_set', 'toxicity_scorer', 'continuations', 'perplexity', 'probe_prompts', 'detox_update',
+           'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'gamma_depth_experiment',
+           'spectral_experiment']
 
 # %% ../nbs/12_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -106,6 +107,8 @@ def probe_prompts(texts:Sequence[str], words:int=4) -> list:
     return [' '.join(t.split()[:words]) for t in texts]
 
 # %% ../nbs/12_experiments.ipynb #30508e4f
+DETOX_PRECONDITION = 'identity: Δθ = −∇[L(neutral) − L(toxic)]/λ, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)'
+
 def detox_update(model:nn.Module, tok) -> dict:
     "The detox influence update Δθ: up-weight the neutral contrast sentences, down-weight the toxic ones (λ = 1)."
     return contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
@@ -141,7 +144,7 @@ def detox_experiment(
         rows.append(dict(method=method, layer=layer, toxicity=float(tox.mean()), toxic_share=float((tox > 0.5).mean()), perplexity=ppl,
                          cos_caa=float(torch.cosine_similarity(vec, caa, 0)) if vec is not None else float('nan'),
                          paper_toxicity=PAPER_DETOX[method][0], paper_perplexity=PAPER_DETOX[method][1], example=conts[0]))
-    settings = dict(model=model_name(model), layer=layer, n=len(evals), alpha=alpha, norm=caa.norm().item(), max_new_tokens=max_new_tokens,
+    settings = dict(model=model_name(model), layer=layer, n=len(evals), alpha=alpha, precondition=DETOX_PRECONDITION, norm=caa.norm().item(), max_new_tokens=max_new_tokens,
                     scorer=scorer, ias_gamma=sv.meta['gamma'], ias_residual=sv.meta['residual'], n_probes=n_probes)
     return Experiment('detox', rows, PAPER_DETOX, settings, plot_detox(rows))
 
@@ -182,7 +185,7 @@ def equivalence_experiment(
     rows = [dict(eps=q.eps, pairs=cut.y0.numel(), cosine=q.cosine, slope=q.slope, paper_cosine=PAPER_EQUIVALENCE['cosine'],
                  paper_slope=PAPER_EQUIVALENCE['slope']) for q in fits]
     e = eps[-2]                                                   # the scatter: a step just outside the linear regime
-    settings = dict(model=model_name(model), n_prompts=n, pairs=cut.y0.numel(), update='detox contrast update, ‖Δθ‖ = ‖θ‖')
+    settings = dict(model=model_name(model), n_prompts=n, pairs=cut.y0.numel(), update='detox contrast update, ‖Δθ‖ = ‖θ‖', precondition=DETOX_PRECONDITION)
     return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(e * Ju, actual[e], rows, e))
 
 # %% ../nbs/12_experiments.ipynb #52c72a23
@@ -221,7 +224,7 @@ def gamma_depth_experiment(
     rows = layer_sweep(model, layers, batch, v, progress=progress)
     choice = choose_layer(rows)
     for r in rows: r.update(paper_first=PAPER_GAMMA['first'], paper_last=PAPER_GAMMA['last'])
-    settings = dict(model=model_name(model), n_prompts=n, rule=f'{choice.layer}: {choice.reason}')
+    settings = dict(model=model_name(model), n_prompts=n, rule=f'{choice.layer}: {choice.reason}', precondition=DETOX_PRECONDITION)
     return Experiment('gamma_depth', rows, PAPER_GAMMA, settings, plot_sweep(rows, f'{model_name(model)}: γ_v of the detox update'))
 
 # %% ../nbs/12_experiments.ipynb #f55a9779
