@@ -57,7 +57,8 @@ def worker(a):
             text_losses(model, left_padded([ids[i] for i in b], pad)).sum().backward()
         extra = {}
     elif a.worker == 'kronfluence':
-        from _ekfac import _Docs, _collate, doc_batch, DocumentTask
+        from ias_nb.corpus import right_padded, _Rows, _trimmed
+        from _kronfluence_peer import DocumentTask
         from kronfluence.analyzer import Analyzer, prepare_model
         from kronfluence.arguments import FactorArguments, ScoreArguments
         from kronfluence.utils.dataset import DataLoaderKwargs
@@ -66,12 +67,12 @@ def worker(a):
         with tempfile.TemporaryDirectory() as out:
             an = Analyzer(analysis_name='tp', model=prepare_model(model, task), task=task, output_dir=out,
                           disable_tqdm=True, disable_model_save=True)
-            an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_collate))
-            an.fit_all_factors(factors_name='id', dataset=_Docs(doc_batch(tok, docs[:1])), per_device_batch_size=1,
+            an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_trimmed))
+            an.fit_all_factors(factors_name='id', dataset=_Rows(right_padded(tok, docs[:1])), per_device_batch_size=1,
                                factor_args=FactorArguments(strategy='identity'), overwrite_output_dir=True)
             before = rss_mb(); t0 = time.perf_counter()
-            an.compute_pairwise_scores(scores_name='s', factors_name='id', query_dataset=_Docs(doc_batch(tok, docs[:1])),
-                                       train_dataset=_Docs(doc_batch(tok, docs)), per_device_query_batch_size=1,
+            an.compute_pairwise_scores(scores_name='s', factors_name='id', query_dataset=_Rows(right_padded(tok, docs[:1])),
+                                       train_dataset=_Rows(right_padded(tok, docs)), per_device_query_batch_size=1,
                                        per_device_train_batch_size=a.batch, score_args=ScoreArguments(), overwrite_output_dir=True)
         extra = {}
     sec = time.perf_counter() - t0

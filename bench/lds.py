@@ -17,6 +17,8 @@ Prediction: up-weighting z by ε moves a measurement f by ε ρ(z), ρ(z) = −�
 is gradient descent on (1/|S|) Σ_{z∈S} ℓ(z), so f(θ_S) − f(θ₀) ≈ (1/|S|) Σ_{z∈S} ρ(z) (the same for every S up to
 the factor): the prediction is Σ_{z∈S} ρ(z) = −Σ_{z∈S} score(z), score(z) = ⟨q̃, ∇ℓ(z)⟩. K steps of rate η on a
 quadratic act like (H + λI)⁻¹ with λ ≈ 1/(ηK) on the curvature's small directions, so λ = 1/(ηK) for every method.
+Ours: `ias_nb.corpus` (`document_scores` with its identity, CG or EK-FAC preconditioner); kronfluence's own pairwise
+EK-FAC scores, the peer: bench/_kronfluence_peer.py (same Task train loss, same nn.Linear layers, same λ).
 LDS = Spearman over the M subsets between prediction and measurement; ± a 95% bootstrap interval over subsets.
 CG: the exact Gauss–Newton matrix estimated on the first `--cg-docs` documents, `--cg-iters` iterations (each
 iteration is a pass over those documents; the warning prints the relative residual reached).
@@ -29,15 +31,10 @@ from pathlib import Path
 import numpy as np, scipy.stats, torch
 import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
-from _ekfac import conv1d_as_linear, linear_modules, ekfac_preconditioner, kronfluence_scores, doc_batch, doc_losses, _collate
-try:
-    from ias_nb.corpus import document_scores, steer_query, steer_shift, identity_preconditioner, cg_preconditioner
-    SOURCE = 'ias_nb.corpus'
-except ImportError:                                       # part A's chapter not there yet: brute-force stand-ins
-    from _ekfac import document_scores, steer_query, identity_preconditioner, cg_preconditioner
-    from _ekfac import steer_targets
-    steer_shift = lambda m, tok, layer, s, probes, alpha=1.0: steer_targets(m, tok, layer, s, probes, alpha)[1]
-    SOURCE = 'bench/_ekfac.py stand-ins (per-document autograd)'
+from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, steer_query, steer_shift,
+                            identity_preconditioner, cg_preconditioner, ekfac_preconditioner, right_padded, _trimmed)
+from ias_nb.alignment import text_losses
+from _kronfluence_peer import kronfluence_scores
 from ias_nb.models import load_tiny_gpt2
 
 def paragraphs(tok, n, length, skip=0):
@@ -56,12 +53,12 @@ def fine_tune(model0, tok, docs, names, lr, steps, chunk=25):
     m = __import__('copy').deepcopy(model0)
     params = [p for n, p in m.named_parameters() if n in names]
     for n, p in m.named_parameters(): p.requires_grad_(n in names)
-    b = doc_batch(tok, docs)
+    b = right_padded(tok, docs)
     for _ in range(steps):
         for p in params: p.grad = None
         for i in range(0, len(docs), chunk):
-            rows = _collate([{k: v[j] for k, v in b.items()} for j in range(i, min(i + chunk, len(docs)))])
-            (doc_losses(m, rows).sum() / len(docs)).backward()
+            rows = _trimmed([{k: v[j] for k, v in b.items()} for j in range(i, min(i + chunk, len(docs)))])
+            (text_losses(m, rows).sum() / len(docs)).backward()
         with torch.no_grad():
             for p in params: p -= lr * p.grad
     return m.eval()
@@ -72,7 +69,7 @@ def measure(m, tok, probes, t, queries):
     from ias_nb.jacobians import last_token_logits
     with torch.no_grad():
         f = (last_token_logits(m(**lm_batch(tok, probes))).double() * t).sum().item()
-        loss = doc_losses(m, doc_batch(tok, queries)).mean().item()
+        loss = text_losses(m, right_padded(tok, queries)).mean().item()
     return f, loss
 
 def dattri_scores(model, tok, docs, names, lam, probes, t, queries, kind):
@@ -82,7 +79,7 @@ def dattri_scores(model, tok, docs, names, lam, probes, t, queries, kind):
     from dattri.algorithm.influence_function import IFAttributorDataInf
     from torch.utils.data import DataLoader, TensorDataset
     from torch.func import functional_call
-    bd, bq, bp = doc_batch(tok, docs), doc_batch(tok, queries), doc_batch(tok, probes)
+    bd, bq, bp = right_padded(tok, docs), right_padded(tok, queries), right_padded(tok, probes)
     V = t.shape[1]
     def loss_func(params, data):                              # one document: its mean next-token loss
         ids, am, _, _ = data
@@ -148,7 +145,7 @@ def main():
           f"{sum(dict(model.named_parameters())[n].numel() for n in names):,} parameters scored and fine-tuned")
     print(f"corpus: N = {a.n} pydoc paragraphs × {a.length} tokens; M = {a.m} random 50% subsets; "
           f"K = {a.steps} full-batch GD steps, η = {a.lr}; λ = 1/(ηK) = {lam:.3g}; steer at {layer}, ‖s‖ = 4, "
-          f"{len(probes)} probes, {len(queries)} query paragraphs; corpus functions from {SOURCE}")
+          f"{len(probes)} probes, {len(queries)} query paragraphs")
 
     # ---- measurements: fine-tune on each subset
     rng = np.random.default_rng(0)
@@ -174,17 +171,17 @@ def main():
         model.zero_grad(set_to_none=True)
         for p in model.parameters(): p.requires_grad_(True)
         sel = {n: p for n, p in model.named_parameters() if n in names}
-        g = torch.autograd.grad(doc_losses(model, doc_batch(tok, queries)).mean(), list(sel.values()))
+        g = torch.autograd.grad(text_losses(model, right_padded(tok, queries)).mean(), list(sel.values()))
         return [q_s, {n: gi.detach() for n, gi in zip(sel, g)}]
     def ours(pre):
         qs = queries_grad(); P = pre()
-        return document_scores(model, tok, docs, [P(q) for q in qs], batch_size=8, **({'progress': False} if SOURCE == 'ias_nb.corpus' else {}))
+        return document_scores(model, tok, docs, [P(q) for q in qs], batch_size=8, progress=False)
     runs = {
         'ours, identity': lambda: ours(lambda: identity_preconditioner(lam)),
         'ours, CG (GGN on cg_docs)': lambda: ours(lambda: cg_preconditioner(model, tok, docs[:a.cg_docs], lam, params=names, maxiter=a.cg_iters, tol=1e-6)),
         'ours, EK-FAC (kronfluence factors)': lambda: ours(lambda: ekfac_preconditioner(model, tok, docs, lam, modules=mods)),
         'kronfluence EK-FAC pairwise': lambda: torch.stack([
-            kronfluence_scores(model, tok, docs, lam, dict(probes=doc_batch(tok, probes), t=t.float()), modules=mods),
+            kronfluence_scores(model, tok, docs, lam, dict(probes=right_padded(tok, probes), t=t.float()), modules=mods),
             kronfluence_scores(model, tok, docs, lam, dict(texts=queries), modules=mods) / len(queries)]),
         'dattri 0.3 Grad-Dot (TracIn)': lambda: dattri_scores(model, tok, docs, names, lam, probes, t, queries, 'grad-dot'),
         'dattri 0.3 DataInf (IF)': lambda: dattri_scores(model, tok, docs, names, lam, probes, t, queries, 'datainf'),
@@ -218,7 +215,7 @@ def main():
         print(f"{r['method']:38} {f(r['steer f_s']):>24} {f(r['query loss']):>24} {r['seconds']:8.1f}")
     Path(a.out).parent.mkdir(exist_ok=True, parents=True)
     json.dump(dict(command=cmd, sizes=dict(N=a.n, M=a.m, L=a.length, K=a.steps, lr=a.lr, damping=lam, layer=layer,
-                   probes=len(probes), queries=len(queries), cg_maxiter=a.cg_iters, cg_docs=a.cg_docs), corpus_source=SOURCE,
+                   probes=len(probes), queries=len(queries), cg_maxiter=a.cg_iters, cg_docs=a.cg_docs), corpus_source='ias_nb.corpus',
                    finetune_seconds=t_ft, measurements=meas.tolist(), rows=rows), open(a.out, 'w'), indent=1, default=float)
 
 if __name__ == '__main__': main()

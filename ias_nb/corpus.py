@@ -803,7 +803,6 @@ def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> lis
 def finetune(model:nn.Module, tokenizer, docs:Sequence[str], steps:int=100, lr:float=1e-3, batch_size:int=8,
              seed:int=0, optimizer:str='sgd') -> nn.Module:
     "A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW) on random batches of `docs`, loss the mean `text_losses`."
-    import copy
     model = copy.deepcopy(model).train(); torch.manual_seed(seed)          # the seed also fixes dropout
     opt = (torch.optim.SGD if optimizer == 'sgd' else torch.optim.AdamW)(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
