@@ -11,7 +11,7 @@ from .toy import toy_walkthrough, format_toy_table
 from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
 from .experiments import prompt_set
 from .jacobians import find_layer
-from .steering import caa_vector, SteeringVector, resolve_layer, block_list
+from .steering import caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf, export_gguf
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked, process_group,
                            _hooked_kind)
 
@@ -111,12 +111,16 @@ def read_lines(path) -> list:
     return lines
 
 def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
-    "The vector of `--vector`: `caa:POSITIVE_FILE,NEGATIVE_FILE`, or a file written by `SteeringVector.save`."
+    "The vector of `--vector`: `caa:POSITIVE_FILE,NEGATIVE_FILE`, a llama.cpp/repeng `.gguf` control vector, or a `SteeringVector` file."
     if spec.startswith('caa:'):
         files = spec[4:].split(',')
         if len(files) != 2: raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
         return caa_vector(model, tok, layer, *map(read_lines, files))
     if not Path(spec).is_file(): raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
+    if spec.endswith('.gguf'):
+        directions, i = import_gguf(spec)[0], block_index(model, layer)
+        if i not in directions: raise ValueError(f"{spec} has no vector for block {i} of --layer {layer!r}; it has blocks {sorted(directions)}")
+        return directions[i]
     return SteeringVector.load(spec).vector
 
 def block_weights(model) -> list:
@@ -222,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus (ρ for each, the ℓ1-minimal measure)')
     a.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
     a.add_argument('--layer', required=True, help='layer name, block index, or relative depth in [0, 1]')
-    a.add_argument('--vector', required=True, help='a SteeringVector file (safetensors), or caa:POSITIVE_FILE,NEGATIVE_FILE')
+    a.add_argument('--vector', required=True, help='a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), or caa:POSITIVE_FILE,NEGATIVE_FILE')
     a.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl (a "text" field) file')
     a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation prompts); half are held out')
     a.add_argument('--top', type=int, default=20, help='how many documents of largest ρ to list')
