@@ -1,7 +1,7 @@
 """Linear datamodeling score (LDS) of corpus-scale influence on a small language model, ours beside peers.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods identity,ekfac,kronfluence,cg   # ≈ 11 min on 1 core
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods dattri-grad-dot --reuse          # dattri: ≈ 15 min more
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --m 20 --lr 0.05 --out results/lds.json   # every method, one run: ≈ 25 min
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods dattri-grad-dot --reuse                # add rows to an earlier run
     (--quick: a 2-minute smoke run on 40 documents and 8 subsets)
 
 Corpus: N paragraphs of Python's own documentation (`pydoc_data.topics`, which ships with Python), each cut to
@@ -23,7 +23,7 @@ LDS = Spearman over the M subsets between prediction and measurement; ± a 95% b
 CG: the exact Gauss–Newton matrix estimated on the first `--cg-docs` documents, `--cg-iters` iterations (each
 iteration is a pass over those documents; the warning prints the relative residual reached).
 dattri 0.3: Grad-Dot (TracInAttributor, one checkpoint, unnormalised, restricted to the same parameters) runs but
-costs ≈ 5 s per document here, so it is its own invocation (--reuse: same model, corpus, subsets, measurements);
+costs ≈ 4 s per document here (most of a run's time; --reuse adds methods to an earlier run's subsets and measurements);
 its DataInf (IFAttributorDataInf) fails inside dattri on this model (the error is printed in the table).
 """
 import argparse, json, math, os, sys, time
