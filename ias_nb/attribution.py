@@ -56,7 +56,13 @@ def measure_to_steering(
     return ias(J_h, G64 @ w64).delta_h.to(dt)
 
 # %% ../nbs/06_attribution.ipynb #846f8350
-def rank_examples(weights, k:Optional[int]=None) -> Tensor:
-    "Indices of training examples by decreasing |ρ_s(z)| (the first `k`)."
+def rank_examples(
+    weights,                # ρ_s(z), one per training example
+    k:Optional[int]=None,   # how many to return (None: all)
+    by:str='abs',           # 'abs': largest |ρ_s| first; 'negative': most negative first; 'positive': most positive first
+) -> Tensor: # indices of training examples
+    "Training examples ordered by their weight ρ_s(z): by size, or by signed value (the first `k`)."
+    if by not in ('abs', 'negative', 'positive'): raise ValueError(f"by must be 'abs', 'negative' or 'positive', got {by!r}")
     w = torch.as_tensor(weights)
-    return torch.argsort(w.abs(), descending=True)[:k]
+    key = {'abs': -w.abs(), 'negative': w, 'positive': -w}[by]
+    return torch.argsort(key, stable=True)[:k]

@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from torch.func import functional_call, jvp, vjp
 from tqdm.auto import tqdm
 from .linalg import cg
-from .jacobians import find_layer, edited_layer, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
+from .jacobians import find_layer, layer_hook, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
 from .alignment import text_losses
 from .attribution import steering_to_measure
 from .steering import lm_batch, model_device, absolute_positions, ias_vector, resolve_layer
@@ -179,10 +179,7 @@ def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
 def recorded_calls(modules:Sequence[nn.Module]):
     "Context collecting (module, input, output) of every call of `modules`; hooks removed on exit, also after an exception."
     calls = []
-    handles = [m.register_forward_hook(lambda mod, args, out: calls.append((mod, args[0], out))) for m in modules]
-    try: yield calls
-    finally:
-        for h in handles: h.remove()
+    with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
 
 @contextmanager
 def requiring_grad(params:Sequence[Tensor]):

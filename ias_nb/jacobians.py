@@ -14,9 +14,9 @@ from fastcore.basics import patch
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['ParamSpec', 'find_layer', 'position_mask', 'edited_layer', 'recorded_layer', 'select_params', 'flat_params',
-           'unflat_params', 'frozen_tensors', 'default_output', 'last_token_logits', 'forward_ad_attention', 'Cut',
-           'jacobian_operator', 'dense_jacobian', 'check_operator']
+__all__ = ['ParamSpec', 'find_layer', 'layer_hook', 'position_selector', 'edited_layer', 'recorded_layer', 'select_params',
+           'flat_params', 'unflat_params', 'frozen_tensors', 'default_output', 'last_token_logits',
+           'forward_ad_attention', 'Cut', 'jacobian_operator', 'dense_jacobian', 'check_operator']
 
 # %% ../nbs/02_jacobians.ipynb #c5ad50cb
 def find_layer(model:nn.Module, name:str) -> nn.Module:
@@ -31,47 +31,63 @@ def find_layer(model:nn.Module, name:str) -> nn.Module:
 def _first(out): return out[0] if isinstance(out, tuple) else out
 def _replace_first(out, h): return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
 
+@contextmanager
+def layer_hook(
+    modules,        # a module or a list of modules
+    fn:Callable,    # fn(module, args, h) ↦ the new h, or None to leave the output as it is
+):
+    "Context in which each module's output h passes through `fn`; the hooks are removed on exit, also after an exception."
+    def hook(mod, args, out):
+        h = fn(mod, args, _first(out))
+        return None if h is None else _replace_first(out, h)
+    handles = []
+    try:
+        for m in (modules if isinstance(modules, (list, tuple)) else [modules]): handles.append(m.register_forward_hook(hook))
+        yield
+    finally:
+        for hd in handles: hd.remove()
+
 # %% ../nbs/02_jacobians.ipynb #7ecb6aa6
-def position_mask(positions, T:int, like:Tensor) -> Tensor:
-    "T×1 mask with ones at `positions` (indices or a bool mask along the sequence axis)."
-    mask = torch.zeros(T, 1, dtype=like.dtype, device=like.device)
-    mask[torch.as_tensor(positions, device=like.device)] = 1
-    return mask
+def position_selector(
+    positions,                        # None (all), 'prompt', 'generated', or absolute indices (≥ 0)
+    pos:Tensor,                       # B×T (or 1×T) absolute positions of this call's tokens
+    prompt_len:Optional[Tensor]=None, # each row's prompt length, for 'prompt' and 'generated'
+) -> Tensor: # bool, shaped like `pos`
+    "Mask of the edited tokens: all, those at the given absolute positions, the prompt's or the generated ones."
+    if positions is None: return torch.ones_like(pos, dtype=torch.bool)
+    if isinstance(positions, str):
+        if positions not in ('prompt', 'generated'):
+            raise ValueError(f"positions must be None, 'prompt', 'generated' or indices, got {positions!r}")
+        if prompt_len is None: raise ValueError(f"positions={positions!r} needs the prompt length: pass `prompt_len`")
+        return pos < prompt_len[:, None] if positions == 'prompt' else pos >= prompt_len[:, None]
+    return torch.isin(pos, torch.as_tensor(positions, device=pos.device))
 
 # %% ../nbs/02_jacobians.ipynb #d49976b0
 @contextmanager
 def edited_layer(
     layer:nn.Module,        # module whose output is edited
     delta:Tensor,           # Δh, broadcastable to the layer's output
-    positions=None,         # None: every position; else indices along axis 1 (sequence)
+    positions=None,         # None: every position; else indices (negative from the end) or a bool mask along axis 1
 ):
     "Context in which `layer` outputs h + Δh (at `positions`)."
-    def hook(mod, args, out):
-        h = _first(out)
-        add = delta if positions is None else position_mask(positions, h.shape[1], h) * delta
-        return _replace_first(out, h + add)
-    handle = layer.register_forward_hook(hook)
-    try: yield
-    finally: handle.remove()
+    def edit(mod, args, h):
+        if positions is None: return h + delta
+        T = torch.arange(h.shape[1], device=h.device)
+        return h + position_selector(T[positions], T[None])[..., None].to(h.dtype) * delta
+    with layer_hook(layer, edit): yield
 
 # %% ../nbs/02_jacobians.ipynb #124172b9
 @contextmanager
 def recorded_layer(layer:nn.Module, store:dict):
     "Context in which `store['h']` receives `layer`'s output at every call."
-    handle = layer.register_forward_hook(lambda mod, args, out: store.__setitem__('h', _first(out)))
-    try: yield store
-    finally: handle.remove()
+    with layer_hook(layer, lambda mod, args, h: store.__setitem__('h', h)): yield store
 
 # %% ../nbs/02_jacobians.ipynb #75977082
 def _param_roles(model:nn.Module, layer:nn.Module, args, kwargs) -> dict:
     "Map id(parameter) → 'upstream' | 'downstream' from the order modules finish in one forward pass."
-    clock, last, handles = [0], {}, []
-    def tick(mod, a, out): clock[0] += 1; last.setdefault(mod, []).append(clock[0])
-    handles = [m.register_forward_hook(tick) for m in model.modules()]
-    try:
-        with torch.no_grad(): model(*args, **kwargs)
-    finally:
-        for h in handles: h.remove()
+    clock, last = [0], {}
+    def tick(mod, a, h): clock[0] += 1; last.setdefault(mod, []).append(clock[0])
+    with torch.no_grad(), layer_hook(list(model.modules()), tick): model(*args, **kwargs)
     t_layer = max(last[layer])
     roles = {}
     for m, times in last.items():

@@ -12,18 +12,18 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
-from .jacobians import find_layer, Cut, last_token_logits, flat_params, unflat_params
+from .jacobians import find_layer, Cut, last_token_logits, flat_params, unflat_params, layer_hook, position_selector
 from .duality import ias
 from .alignment import text_losses
 from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'position_selector',
-           'SteeringVector', 'steering_targets', 'steer', 'model_device', 'lm_batch', 'layer_activations', 'caa_vector',
-           'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
-           'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
-           'normal_residual', 'float32_operator', 'ias_vector']
+__all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector', 'steering_targets',
+           'steer', 'model_device', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts', 'chat_pairs',
+           'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf',
+           'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver', 'normal_residual',
+           'float32_operator', 'ias_vector']
 
 # %% ../nbs/09_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -82,15 +82,6 @@ def absolute_positions(kwargs:dict, T:int, device) -> Tensor:
     mask = kwargs.get('attention_mask')
     if mask is not None: return (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]
     return torch.arange(T, device=device)[None] + _cached_len(kwargs)
-
-# %% ../nbs/09_steering.ipynb #9760152c
-def position_selector(positions, pos:Tensor, prompt_len:Tensor) -> Tensor:
-    "Boolean B×T mask of the steered tokens: None (all), 'prompt', 'generated' or absolute indices."
-    if positions is None: return torch.ones_like(pos, dtype=torch.bool)
-    if positions == 'prompt': return pos < prompt_len[:, None]
-    if positions == 'generated': return pos >= prompt_len[:, None]
-    if isinstance(positions, str): raise ValueError(f"positions must be None, 'prompt', 'generated' or indices, got {positions!r}")
-    return torch.isin(pos, torch.as_tensor(positions, device=pos.device))
 
 # %% ../nbs/09_steering.ipynb #290f821f
 @dataclass
@@ -191,24 +182,20 @@ def steer(
     if positions is not None and not isinstance(positions, str): positions = torch.as_tensor(list(positions), device=device)
     if isinstance(positions, str) and positions not in ('prompt', 'generated'): position_selector(positions, None, None)
     fixed_len = None if prompt_len is None else torch.as_tensor(prompt_len, device=device).reshape(-1)
+    layers = {find_layer(model, n): (n, a) for n, a in targets.items()}
     steers = vars(model).get('_steers') or _Steers(model)
     model._steers = steers
-    def hook_for(name, add):
-        def hook(mod, args, out):
-            h = out[0] if isinstance(out, tuple) else out
-            if add.shape[-1] != h.shape[-1]: raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs {tuple(h.shape)}")
-            if positions is None: h = h + add
-            else:
-                pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
-                h = h + position_selector(positions, steers.state['pos'], pl)[..., None].to(h.dtype) * add
-            return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
-        return hook
-    handles = [find_layer(model, n).register_forward_hook(hook_for(n, a)) for n, a in targets.items()]
-    steers.layers.append(handles)
-    try: yield model
+    def edit(mod, args, h):
+        name, add = layers[mod]
+        if add.shape[-1] != h.shape[-1]: raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs {tuple(h.shape)}")
+        if positions is None: return h + add
+        pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
+        return h + position_selector(positions, steers.state['pos'], pl)[..., None].to(h.dtype) * add
+    steers.layers.append(layers)
+    try:
+        with layer_hook(list(layers), edit): yield model
     finally:
-        for hd in handles: hd.remove()
-        steers.layers.remove(handles)
+        steers.layers = [l for l in steers.layers if l is not layers]
         if not steers.layers: steers.close(); del model._steers
 
 # %% ../nbs/09_steering.ipynb #59ef8218
@@ -237,13 +224,9 @@ def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
 # %% ../nbs/09_steering.ipynb #40aa2d69
 def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], batch_size:int=16) -> Tensor:
     "Activation of `layer` at the last token of each prompt: N×d."
-    module, store, rows = find_layer(model, resolve_layer(model, layer)), {}, []
-    hd = module.register_forward_hook(lambda m, a, o: store.__setitem__('h', (o[0] if isinstance(o, tuple) else o)[:, -1].detach()))
-    try:
-        with torch.no_grad():
-            for i in range(0, len(prompts), batch_size):
-                model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model))); rows.append(store['h'])
-    finally: hd.remove()
+    rows = []
+    with torch.no_grad(), layer_hook(find_layer(model, resolve_layer(model, layer)), lambda m, a, h: rows.append(h[:, -1].detach())):
+        for i in range(0, len(prompts), batch_size): model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
     return torch.cat(rows)
 
 # %% ../nbs/09_steering.ipynb #a55de227
