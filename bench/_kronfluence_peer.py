@@ -2,7 +2,7 @@
 bench/corpus_throughput.py).
 
 Everything shared with the library comes from `ias_nb.corpus`: the documents' right-padded batch (`right_padded`),
-its rows dataset and trimming collate (`_Rows`, `_trimmed`), the covered nn.Linear layers (`linear_modules`) and
+its rows dataset and trimming collate (`RowsDataset`, `trim_padding`), the covered nn.Linear layers (`linear_modules`) and
 the kronfluence Task whose train loss is each document's mean next-token loss (`document_task`). What is here:
 
 - `DocumentTask(modules, measurement)`: that Task with a measurement kronfluence can score against, either a query
@@ -14,12 +14,12 @@ import copy, tempfile
 from typing import Optional, Sequence
 import torch
 from torch import nn, Tensor
-from ias_nb.corpus import linear_modules, document_task, right_padded, _Rows, _trimmed
+from ias_nb.corpus import linear_modules, document_task, right_padded, RowsDataset, trim_padding
 
 __all__ = ['DocumentTask', 'kronfluence_scores']
 
 def _steer_rows(probe_batch:dict, t:Tensor) -> list:
-    "Query rows for kronfluence: one probe (trimmed by `_trimmed`) with its target shift t_x on the last-token logits."
+    "Query rows for kronfluence: one probe (trimmed by `trim_padding`) with its target shift t_x on the last-token logits."
     return [dict(input_ids=probe_batch['input_ids'][i], attention_mask=probe_batch['attention_mask'][i], t=t[i])
             for i in range(len(t))]
 
@@ -39,7 +39,7 @@ def _analyzer(model, task, out):
     from kronfluence.utils.dataset import DataLoaderKwargs
     m = prepare_model(copy.deepcopy(model), task)            # kronfluence wraps modules in place: work on a copy
     an = Analyzer(analysis_name='ias_nb', model=m, task=task, output_dir=out, disable_tqdm=True, disable_model_save=True)
-    an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_trimmed))
+    an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=trim_padding))
     return an
 
 def kronfluence_scores(
@@ -56,11 +56,11 @@ def kronfluence_scores(
     train = right_padded(tokenizer, docs, max_length)
     with tempfile.TemporaryDirectory() as out:
         an = _analyzer(model, DocumentTask(modules, kind), out)
-        an.fit_all_factors(factors_name='ekfac', dataset=_Rows(train, samples), per_device_batch_size=batch_size,
+        an.fit_all_factors(factors_name='ekfac', dataset=RowsDataset(train, samples), per_device_batch_size=batch_size,
                            factor_args=FactorArguments(strategy='ekfac', **f64), overwrite_output_dir=True)
-        q = (_Rows(right_padded(tokenizer, queries['texts'], max_length)) if kind == 'loss'
+        q = (RowsDataset(right_padded(tokenizer, queries['texts'], max_length)) if kind == 'loss'
              else _steer_rows(queries['probes'], queries['t']))
-        an.compute_pairwise_scores(scores_name='s', factors_name='ekfac', query_dataset=q, train_dataset=_Rows(train),
+        an.compute_pairwise_scores(scores_name='s', factors_name='ekfac', query_dataset=q, train_dataset=RowsDataset(train),
                                    per_device_query_batch_size=len(q), per_device_train_batch_size=batch_size,
                                    score_args=ScoreArguments(damping_factor=damping, precondition_dtype=torch.float64,
                                                              score_dtype=torch.float64, per_sample_gradient_dtype=torch.float64),

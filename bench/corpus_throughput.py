@@ -47,17 +47,18 @@ def worker(a):
         s = document_scores(model, tok, docs, q, batch_size=a.batch, progress=False)
         extra = dict(checksum=float(s.sum()))
     elif a.worker == 'bare':
-        from ias_nb.corpus import token_ids, rank_batches, left_padded
+        from ias_nb.corpus import token_ids, rank_batches
+        from ias_nb.steering import padded_batch, pad_id
         for p in model.parameters(): p.requires_grad_(False)
         for n in names: P[n].requires_grad_(True)
         ids = token_ids(tok, docs, None)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        pad = pad_id(tok)
         for b in rank_batches([len(x) for x in ids], a.batch):
             model.zero_grad(set_to_none=True)
-            text_losses(model, left_padded([ids[i] for i in b], pad)).sum().backward()
+            text_losses(model, padded_batch([ids[i] for i in b], pad)).sum().backward()
         extra = {}
     elif a.worker == 'kronfluence':
-        from ias_nb.corpus import right_padded, _Rows, _trimmed
+        from ias_nb.corpus import right_padded, RowsDataset, trim_padding
         from _kronfluence_peer import DocumentTask
         from kronfluence.analyzer import Analyzer, prepare_model
         from kronfluence.arguments import FactorArguments, ScoreArguments
@@ -67,12 +68,12 @@ def worker(a):
         with tempfile.TemporaryDirectory() as out:
             an = Analyzer(analysis_name='tp', model=prepare_model(model, task), task=task, output_dir=out,
                           disable_tqdm=True, disable_model_save=True)
-            an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_trimmed))
-            an.fit_all_factors(factors_name='id', dataset=_Rows(right_padded(tok, docs[:1])), per_device_batch_size=1,
+            an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=trim_padding))
+            an.fit_all_factors(factors_name='id', dataset=RowsDataset(right_padded(tok, docs[:1])), per_device_batch_size=1,
                                factor_args=FactorArguments(strategy='identity'), overwrite_output_dir=True)
             before = rss_mb(); t0 = time.perf_counter()
-            an.compute_pairwise_scores(scores_name='s', factors_name='id', query_dataset=_Rows(right_padded(tok, docs[:1])),
-                                       train_dataset=_Rows(right_padded(tok, docs)), per_device_query_batch_size=1,
+            an.compute_pairwise_scores(scores_name='s', factors_name='id', query_dataset=RowsDataset(right_padded(tok, docs[:1])),
+                                       train_dataset=RowsDataset(right_padded(tok, docs)), per_device_query_batch_size=1,
                                        per_device_train_batch_size=a.batch, score_args=ScoreArguments(), overwrite_output_dir=True)
         extra = {}
     sec = time.perf_counter() - t0

@@ -29,8 +29,8 @@ class PeakMemory:
 
 def build(model_name):
     "Model, cut at a middle block of the residual stream, and a target v (logit shift of a gradient step)."
-    from ias_nb.jacobians import Cut, last_token_logits
-    from ias_nb.alignment import damped_gradient_step
+    from ias_nb.jacobians import LayerJacobians, last_token_logits
+    from ias_nb.alignment import damped_gradient_update
     if model_name == 'smollm2':
         from ias_nb.models import load_smollm2
         model, tok = load_smollm2(); layer = 'model.layers.15'
@@ -43,9 +43,9 @@ def build(model_name):
         layer = 'transformer.h.2'
         ids = torch.randint(0, 8192, (1, 6)); text = torch.randint(0, 8192, (1, 12))
     batch = dict(input_ids=ids, logits_to_keep=1)
-    step = damped_gradient_step(model, dict(input_ids=text), damping=1.0)
-    v = Cut(model, layer, batch, output=last_token_logits).logit_shift(step).detach()
-    return Cut(model, layer, batch, output=last_token_logits, params=[]), v
+    update = damped_gradient_update(model, dict(input_ids=text), damping=1.0)
+    v = LayerJacobians(model, layer, batch, output=last_token_logits).logit_shift(update).detach()
+    return LayerJacobians(model, layer, batch, output=last_token_logits, params=[]), v
 
 def run(model_name, method, out):
     from ias_nb.duality import ias

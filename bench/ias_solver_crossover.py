@@ -14,7 +14,7 @@ about 95 iterations; on SmolLM2 at d = 576 (bench/ias_matrix_free.py) dense 4.9 
 import argparse, time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
-from ias_nb.jacobians import Cut, last_token_logits
+from ias_nb.jacobians import LayerJacobians, last_token_logits
 from ias_nb.duality import ias
 
 def main():
@@ -29,7 +29,7 @@ def main():
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config(n_layer=4, n_embd=d, n_head=4, vocab_size=a.vocab, n_positions=64, bos_token_id=0, eos_token_id=0)).eval()
         ids = torch.randint(0, a.vocab, (a.probes, 12), generator=torch.Generator().manual_seed(1))
-        cut = Cut(model, 'transformer.h.1', dict(input_ids=ids), output=last_token_logits)
+        cut = LayerJacobians(model, 'transformer.h.1', dict(input_ids=ids), output=last_token_logits)
         v = cut.J_theta().matvec(torch.randn(cut.n_params, generator=torch.Generator().manual_seed(2)) * 1e-3)
         t = time.perf_counter(); dense = ias(cut.dense('J_h'), v, damping=a.damping); t_dense = time.perf_counter() - t
         t = time.perf_counter(); free = ias(cut.J_h(), v, damping=a.damping, with_gamma=False); t_free = time.perf_counter() - t

@@ -32,7 +32,7 @@ import numpy as np, scipy.stats, torch
 import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, steer_query, steer_shift,
-                            identity_preconditioner, cg_preconditioner, ekfac_preconditioner, right_padded, _trimmed)
+                            identity_preconditioner, cg_preconditioner, ekfac_preconditioner, right_padded, trim_padding)
 from ias_nb.alignment import text_losses
 from _kronfluence_peer import kronfluence_scores
 from ias_nb.models import load_tiny_gpt2
@@ -57,7 +57,7 @@ def fine_tune(model0, tok, docs, names, lr, steps, chunk=25):
     for _ in range(steps):
         for p in params: p.grad = None
         for i in range(0, len(docs), chunk):
-            rows = _trimmed([{k: v[j] for k, v in b.items()} for j in range(i, min(i + chunk, len(docs)))])
+            rows = trim_padding([{k: v[j] for k, v in b.items()} for j in range(i, min(i + chunk, len(docs)))])
             (text_losses(m, rows).sum() / len(docs)).backward()
         with torch.no_grad():
             for p in params: p -= lr * p.grad

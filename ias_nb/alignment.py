@@ -6,19 +6,20 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass
+from contextlib import contextmanager
 from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from .linalg import LinearOperator, angles_from_projection, as_float64, default_rtol, lsqr, orth, projector, randomized_range_finder
-from .jacobians import Cut, last_token_logits
+from .jacobians import LayerJacobians, last_token_logits
 from .duality import ias
 
 # %% auto #0
 __all__ = ['project', 'InputAlignment', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment', 'jacobian_blocks',
            'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep', 'text_losses',
-           'damped_gradient_step']
+           'requiring_grad', 'weighted_loss_gradient', 'damped_gradient_update']
 
 # %% ../nbs/04_alignment.ipynb #63c4afc8
 def project(
@@ -89,7 +90,7 @@ def subspace_alignment(
     return SubspaceAlignment(A, math.cos(A[-1].item()), math.cos(A[0].item()))
 
 # %% ../nbs/04_alignment.ipynb #1779a9cf
-def jacobian_blocks(cut:Cut, J:Optional[Tensor]=None) -> Tensor:
+def jacobian_blocks(cut:LayerJacobians, J:Optional[Tensor]=None) -> Tensor:
     "B×m×n per-input blocks of the cut's dense J_h."
     J = cut.dense('J_h') if J is None else J
     B = cut.h.shape[0]
@@ -108,7 +109,7 @@ def _tied_from_svd(U:Tensor, S:Tensor, Vh:Tensor, v:Tensor, rtol:Optional[float]
                 residual_tied=residual / v.norm().item(), effort_tied=r.effort)
 
 # %% ../nbs/04_alignment.ipynb #f5f5faa5
-def layer_stats(cut:Cut, v:Tensor, rtol:Optional[float]=None, chunk_size:int=64) -> dict:
+def layer_stats(cut:LayerJacobians, v:Tensor, rtol:Optional[float]=None, chunk_size:int=64) -> dict:
     "Alignment statistics of one layer: per-input γ_v quartiles, residual, effort, and the batch (tied) IAS (SVDs in float64, rank tolerance of J's dtype)."
     J = jacobian_blocks(cut, cut.dense('J_h', chunk_size=chunk_size))
     rtol = default_rtol(J) if rtol is None else rtol      # the rank rule of the Jacobian's own precision (float32 → ~1e-7·max(m, d))
@@ -124,7 +125,7 @@ def layer_stats(cut:Cut, v:Tensor, rtol:Optional[float]=None, chunk_size:int=64)
 def layer_sweep(
     model:nn.Module,
     layers:Sequence[str],        # candidate layer names, shallow to deep
-    inputs,                      # the prompt batch, as for `Cut`
+    inputs,                      # the prompt batch, as for `LayerJacobians`
     v:Tensor,                    # target logit shift J_θΔθ for the batch (flattened like the cut's outputs)
     output:Callable=last_token_logits,
     positions=None,              # steered positions (None: all)
@@ -136,7 +137,7 @@ def layer_sweep(
     "γ_v, residual and effort of IAS at each candidate layer, on a prompt batch."
     rows = []
     for layer in tqdm(layers, desc='layer sweep', disable=not progress):
-        cut = Cut(model, layer, inputs, output=output, positions=positions, mode=mode, params=[])
+        cut = LayerJacobians(model, layer, inputs, output=output, positions=positions, mode=mode, params=[])
         if cut.y0.shape != v.shape: raise ValueError(f"shape mismatch: the cut's outputs are {tuple(cut.y0.shape)}, `v` is {tuple(v.shape)}")
         rows.append(layer_stats(cut, v.to(cut.y0), rtol, chunk_size))
     return rows
@@ -189,10 +190,37 @@ def text_losses(model:nn.Module, batch:dict) -> Tensor:
     return (tok_loss * mask).sum(1) / mask.sum(1).clamp_min(1)
 
 # %% ../nbs/04_alignment.ipynb #d3ef198b
-def damped_gradient_step(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
-    "Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), as a dict name → tensor."
-    model.zero_grad(set_to_none=True)
-    text_losses(model, batch).mean().backward()
-    step = {n: -p.grad.detach() / damping for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return step
+@contextmanager
+def requiring_grad(params:Sequence[Tensor]):
+    "Context in which `params` require grad (so that their layers' outputs do), restored on exit."
+    before = [p.requires_grad for p in params]
+    for p in params: p.requires_grad_(True)
+    try: yield
+    finally:
+        for p, r in zip(params, before): p.requires_grad_(r)
+
+def weighted_loss_gradient(
+    model:nn.Module,
+    batches,                    # a batch dict for `text_losses`, or a list of them
+    weights=None,               # w_z, one per text over all batches (None: 1/N each, the mean loss)
+    params:Optional[dict]=None, # {name: parameter} θ to differentiate (None: those that require grad)
+) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
+    "Gradient of a weighted sum of the texts' losses ℓ(z) (`text_losses`), accumulated over the batches in float64."
+    batches = [batches] if isinstance(batches, dict) else list(batches)
+    n = sum(len(b['input_ids']) for b in batches)
+    w = torch.full((n,), 1 / n, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    if w.shape != (n,): raise ValueError(f"shape mismatch: {n} texts but weights of shape {tuple(w.shape)}")
+    params = {k: p for k, p in model.named_parameters() if p.requires_grad} if params is None else params
+    total, start = {k: torch.zeros_like(p, dtype=torch.float64) for k, p in params.items()}, 0
+    with torch.enable_grad(), requiring_grad(list(params.values())):
+        for b in batches:
+            losses = text_losses(model, b); wb = w[start:start + len(losses)].to(losses); start += len(losses)
+            for k, g in zip(params, torch.autograd.grad(losses @ wb, list(params.values()), allow_unused=True)):
+                if g is not None: total[k] += g.double()
+    return total
+
+# %% ../nbs/04_alignment.ipynb #a5eae3c0
+def damped_gradient_update(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
+    "Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), in each parameter's dtype: name → tensor."
+    named = dict(model.named_parameters())
+    return {k: (-g / damping).to(named[k].dtype) for k, g in weighted_loss_gradient(model, batch).items()}

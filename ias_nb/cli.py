@@ -13,7 +13,7 @@ from .experiments import prompt_set
 from .jacobians import find_layer
 from .steering import caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf, export_gguf
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked, process_group,
-                           _hooked_kind)
+                           hooked_kind)
 
 # %% auto #0
 __all__ = ['check_device', 'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
@@ -74,10 +74,10 @@ def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
     "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0; the detox update is computed once."
     from ias_nb.models import load_smollm2
     model, tok = load_smollm2(device=check_device(device))
-    step = detox_update(model, tok)
-    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], step=step)),
-            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], step=step)),
-            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'], step=step)),
+    update = detox_update(model, tok)
+    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], update=update)),
+            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], update=update)),
+            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'], update=update)),
             ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
 
 # %% ../nbs/13_cli.ipynb #ac16f111
@@ -127,7 +127,7 @@ def block_weights(model) -> list:
     "Names of the weights and biases of the linear layers inside the transformer blocks (the default θ of `ias attribute`)."
     blocks = block_list(model)
     return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules() for p in ('weight', 'bias')
-            if getattr(m, p, None) is not None and _hooked_kind(m) in ('linear', 'conv1d')]
+            if getattr(m, p, None) is not None and hooked_kind(m) in ('linear', 'conv1d')]
 
 # %% ../nbs/13_cli.ipynb #7b2b9609
 def attribution_figure(r:DocumentAttribution):

@@ -16,21 +16,20 @@ from torch.func import functional_call, jvp, vjp
 from tqdm.auto import tqdm
 from .linalg import cg
 from .jacobians import find_layer, layer_hook, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
-from .alignment import text_losses
+from .alignment import text_losses, requiring_grad
 from .attribution import steering_to_measure
-from .steering import lm_batch, model_device, absolute_positions, ias_vector, resolve_layer
+from .steering import lm_batch, padded_batch, pad_id, model_device, absolute_positions, ias_vector, resolve_layer, text_loss_gradient
 
 # %% auto #0
-__all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'left_padded', 'rank_batches', 'stacked_query', 'QueryPlan',
-           'query_plan', 'recorded_calls', 'requiring_grad', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
-           'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query',
-           'IdentityPreconditioner', 'identity_preconditioner', 'chosen_params', 'batch_ggn', 'CGPreconditioner',
-           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'document_task', 'ekfac_factors',
-           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'weighted_gradient',
-           'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution', 'steer_to_documents',
-           'documents_to_steer', 'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines',
-           'causal_check']
+__all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan',
+           'query_plan', 'recorded_calls', 'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores',
+           'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors', 'ShardStore',
+           'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
+           'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear',
+           'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
+           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
+           'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
+           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'causal_check']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -102,15 +101,6 @@ def token_ids(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> l
     "Each document's token ids (as the tokenizer adds them in `lm_batch`), truncated to `max_length`."
     return [ids[:max_length] for ids in tokenizer(list(docs))['input_ids']]
 
-def left_padded(ids:Sequence[list], pad_id:int, device=None) -> dict:
-    "A left-padded batch (input_ids, attention_mask, position_ids) from token id lists, as `lm_batch` builds it."
-    T = max(map(len, ids))
-    input_ids = torch.full((len(ids), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(ids), T, dtype=torch.long)
-    for i, x in enumerate(ids): input_ids[i, T - len(x):] = torch.tensor(x); mask[i, T - len(x):] = 1
-    batch = dict(input_ids=input_ids.to(device), attention_mask=mask.to(device))
-    return batch | dict(position_ids=absolute_positions(batch, T, device))
-
 def rank_batches(lengths:Sequence[int], batch_size:int, rank:int=0, world:int=1) -> list:
     "This rank's batches of document indices: documents of ≥ 2 tokens, longest first, every `world`-th from `rank`."
     order = sorted((i for i, n in enumerate(lengths) if n >= 2), key=lambda i: -lengths[i])[rank::world]
@@ -145,7 +135,7 @@ def stacked_query(model:nn.Module, queries:Sequence[dict]) -> dict:
 try: from transformers.pytorch_utils import Conv1D
 except ImportError: Conv1D = ()
 
-def _hooked_kind(module:nn.Module) -> Optional[str]:
+def hooked_kind(module:nn.Module) -> Optional[str]:
     "'linear', 'conv1d' or 'embedding' for modules whose parameter gradients hooks can read, else None."
     if isinstance(module, nn.Linear): return 'linear'
     if Conv1D and isinstance(module, Conv1D): return 'conv1d'
@@ -168,10 +158,10 @@ def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
     plan = QueryPlan(k=len(queries))
     for name, q in Q.items():
         mods = owners[id(named[name])]
-        if not all(_hooked_kind(m) and attr in ('weight', 'bias') for m, attr in mods): plan.other[name] = q; continue
+        if not all(hooked_kind(m) and attr in ('weight', 'bias') for m, attr in mods): plan.other[name] = q; continue
         for m, attr in mods:
-            w = q.transpose(1, 2) if _hooked_kind(m) == 'conv1d' and attr == 'weight' else q   # Conv1D stores W as in×out
-            plan.hooked.setdefault(m, dict(kind=_hooked_kind(m), weight=None, bias=None))[attr] = w
+            w = q.transpose(1, 2) if hooked_kind(m) == 'conv1d' and attr == 'weight' else q   # Conv1D stores W as in×out
+            plan.hooked.setdefault(m, dict(kind=hooked_kind(m), weight=None, bias=None))[attr] = w
     return plan
 
 # %% ../nbs/11_corpus.ipynb #99446990
@@ -180,15 +170,6 @@ def recorded_calls(modules:Sequence[nn.Module]):
     "Context collecting (module, input, output) of every call of `modules`; hooks removed on exit, also after an exception."
     calls = []
     with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
-
-@contextmanager
-def requiring_grad(params:Sequence[Tensor]):
-    "Context in which `params` require grad (so that their layers' outputs do), restored on exit."
-    before = [p.requires_grad for p in params]
-    for p in params: p.requires_grad_(True)
-    try: yield
-    finally:
-        for p, r in zip(params, before): p.requires_grad_(r)
 
 def _linear_terms(spec:dict, a:Tensor, delta:Tensor) -> Tensor:
     "k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; per-token products and all sums in float64."
@@ -328,11 +309,11 @@ def shard_scores(model:nn.Module, tokenizer, docs:Sequence[str], start:int, plan
     ids = token_ids(tokenizer, docs, max_length); lengths = [len(x) for x in ids]
     short = [start + i for i, n in enumerate(lengths) if n < 2]
     if short and rank == 0: warnings.warn(f"documents {short[:10]}{' …' if len(short) > 10 else ''} have fewer than two tokens: no next-token loss, score 0")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad = pad_id(tokenizer)
     device = model_device(model)
     mine = rank_batches(lengths, batch_size, rank, world)
     try:
-        local = [batch_scores(model, left_padded([ids[i] for i in b], pad, device), plan, [start + i for i in b]) for b in _progress(mine, bar, world)]
+        local = [batch_scores(model, padded_batch([ids[i] for i in b], pad, 'left', device), plan, [start + i for i in b]) for b in _progress(mine, bar, world)]
         local, error = torch.cat(local, 1) if local else torch.zeros(plan.k, 0, dtype=torch.float64, device=device), None
     except Exception as e: error = e
     _raise_together(error, device)
@@ -441,17 +422,6 @@ def identity_preconditioner(damping:float) -> IdentityPreconditioner:
     _check_damping(damping); return IdentityPreconditioner(damping)
 
 # %% ../nbs/11_corpus.ipynb #52ffc199
-def chosen_params(model:nn.Module, params=None) -> dict:
-    "Parameters by name: None → all that require grad; else names or prefixes (a module's name selects its parameters)."
-    named = dict(model.named_parameters())
-    if params is None: return {n: p for n, p in named.items() if p.requires_grad}
-    out = {}
-    for e in ([params] if isinstance(params, str) else params):
-        hit = {n: p for n, p in named.items() if n == e or n.startswith(e + '.')}
-        if not hit: raise _unknown_name(model, e, named)
-        out |= hit
-    return out
-
 def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
     "Σ_z J_zᵀ ∇²_y ℓ(z) J_z v over one left-padded batch (θ: the chosen parameters)."
     logits_of = lambda p: functional_call(model, p, (), batch).logits
@@ -471,7 +441,7 @@ class CGPreconditioner:
                  tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None, text_field:str='text', split:str='line', progress:bool=True):
         _check_damping(damping)
         self.model, self.tokenizer, self.corpus, self.damping = model, tokenizer, as_corpus(docs, text_field, split), damping
-        self.params, self.batch_size, self.maxiter, self.tol, self.shard_size = chosen_params(model, params), batch_size, maxiter, tol, shard_size
+        self.params, self.batch_size, self.maxiter, self.tol, self.shard_size = select_params(model, params), batch_size, maxiter, tol, shard_size
         self.max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
         self.records, self.progress = [], progress   # records: one SolveRecord per call (converged, iters, residuals ‖r‖/‖g‖)
 
@@ -481,11 +451,11 @@ class CGPreconditioner:
         tangent = {n: v[n].to(p.dtype) for n, p in theta.items()}
         total, count = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64, device=model_device(self.model)), 0
         rank, world = process_group()
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (self.tokenizer.eos_token_id or 0)
+        pad = pad_id(self.tokenizer)
         for _, _, shard in shards(self.corpus, self.shard_size):
             ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
             for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
-                total += flat_params(batch_ggn(self.model, left_padded([ids[i] for i in b], pad, total.device), theta, tangent)).double()
+                total += flat_params(batch_ggn(self.model, padded_batch([ids[i] for i in b], pad, 'left', total.device), theta, tangent)).double()
         if count == 0: raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
         return unflat_params(theta, all_reduce_sum(total) / count)
 
@@ -546,19 +516,16 @@ def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> lis
 
 # %% ../nbs/11_corpus.ipynb #f3bab6e6
 def right_padded(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> dict:
-    "Documents as one right-padded batch {'input_ids', 'attention_mask'} (rows are trimmed per batch in `_trimmed`)."
-    if tokenizer.pad_token is None: tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = 'right'
-    enc = tokenizer(list(docs), return_tensors='pt', padding=True, truncation=max_length is not None, max_length=max_length)
-    return {k: enc[k] for k in ('input_ids', 'attention_mask')}
+    "Documents as one right-padded batch {'input_ids', 'attention_mask'} (rows are trimmed per batch in `trim_padding`)."
+    return padded_batch(token_ids(tokenizer, docs, max_length), pad_id(tokenizer), 'right')
 
-class _Rows(torch.utils.data.Dataset):
+class RowsDataset(torch.utils.data.Dataset):
     "Rows of a right-padded batch, the whole corpus repeated `repeats` times."
     def __init__(self, batch:dict, repeats:int=1): self.batch, self.n, self.repeats = batch, len(batch['input_ids']), repeats
     def __len__(self): return self.n * self.repeats
     def __getitem__(self, i): return {k: v[i % self.n] for k, v in self.batch.items()}
 
-def _trimmed(rows:list) -> dict:
+def trim_padding(rows:list) -> dict:
     "Collate rows, dropping the columns that are padding in every row."
     b = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
     T = int(b['attention_mask'].sum(1).max())
@@ -595,8 +562,8 @@ def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequen
     with tempfile.TemporaryDirectory() as out:
         an = Analyzer(analysis_name='ias_nb', model=prepare_model(copy.deepcopy(model), task), task=task,  # it wraps layers in place: a copy
                       output_dir=out, disable_tqdm=True, disable_model_save=True)
-        an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=_trimmed))
-        an.fit_all_factors(factors_name='ekfac', dataset=_Rows(right_padded(tokenizer, docs, max_length), samples),
+        an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=trim_padding))
+        an.fit_all_factors(factors_name='ekfac', dataset=RowsDataset(right_padded(tokenizer, docs, max_length), samples),
                            per_device_batch_size=batch_size, factor_args=FactorArguments(strategy='ekfac', **f64),
                            overwrite_output_dir=True)
         f = an.load_all_factors('ekfac')
@@ -658,32 +625,11 @@ def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
     rows = torch.cat([t.detach().double().cpu().flatten()[None], R])
     return rows / rows.norm(dim=1, keepdim=True)
 
-# %% ../nbs/11_corpus.ipynb #7782b600
-def weighted_gradient(
-    model:nn.Module, tokenizer,
-    docs:Sequence[str],         # a (small) set of documents
-    weights,                    # their weights w_z
-    params=None,                # θ: None (all that require grad), or names/prefixes (see `chosen_params`)
-    batch_size:int=8,
-) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
-    "Gradient of a weighted sum of document losses (ℓ as `text_losses`)."
-    w = torch.as_tensor(weights, dtype=torch.float64)
-    if w.shape != (len(docs),): raise ValueError(f"shape mismatch: {len(docs)} documents but weights of shape {tuple(w.shape)}")
-    chosen = chosen_params(model, params)
-    total = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in chosen.items()}
-    with torch.enable_grad(), requiring_grad(list(chosen.values())):
-        for i in range(0, len(docs), batch_size):
-            losses = text_losses(model, lm_batch(tokenizer, docs[i:i + batch_size], model_device(model)))
-            grads = torch.autograd.grad(losses @ w[i:i + batch_size].to(losses), list(chosen.values()), allow_unused=True)
-            for n, g in zip(chosen, grads):
-                if g is not None: total[n] += g.double()
-    return total
-
 # %% ../nbs/11_corpus.ipynb #0583e039
 def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable, params=None,
                    batch_size:int=8) -> dict:
     "Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents by w."
-    g = weighted_gradient(model, tokenizer, docs, weights, params, batch_size)
+    g = text_loss_gradient(model, tokenizer, docs, batch_size, weights, select_params(model, params))
     return {n: -x for n, x in precondition(g).items()}
 
 # %% ../nbs/11_corpus.ipynb #161658df
@@ -753,7 +699,7 @@ def steer_to_documents(
     out=None,                   # folder for resumable per-shard scores (see `document_scores`)
 ) -> DocumentAttribution:
     "Trace a steer to documents: ρ(z) for each, and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."
-    _check_probes(tokenizer, probes); names = list(chosen_params(model, params))
+    _check_probes(tokenizer, probes); names = list(select_params(model, params))
     t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
     if t.norm() == 0: raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
     S = sketch_rows(t, k, seed)

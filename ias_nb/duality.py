@@ -47,8 +47,8 @@ def _dense_ias(J:Tensor, v:Tensor, damping:float, rtol:Optional[float]) -> IASRe
 # %% ../nbs/03_duality.ipynb #44c330ac
 def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int], with_gamma:bool=True) -> IASResult:
     "IAS by LSQR on an operator with matvec (JVP) and rmatvec (VJP)."
-    solve = lambda damp: lsqr(op.matvec, op.rmatvec, v, damp=damp, atol=atol, btol=atol, maxiter=maxiter)
-    rec = solve(math.sqrt(damping))
+    solve = lambda mu: lsqr(op.matvec, op.rmatvec, v, damping=mu, atol=atol, btol=atol, maxiter=maxiter)
+    rec = solve(damping)
     dh = rec.x; fitted = op.matvec(dh)
     if damping > 0:
         dual = (fitted - v) / damping                                  # λ_μ from the normal equations
@@ -80,7 +80,7 @@ def _cast(r:IASResult, dtype) -> IASResult:
 def ias(
     J_h,                               # m×d Jacobian ∂y/∂h (Tensor/array), or any operator with .shape, .matvec (JVP), .rmatvec (VJP)
     v,                                 # m target logit shift J_θΔθ
-    damping:float=0.0,                 # μ ≥ 0: ridge/damped-dual solution; 0 gives J_h⁺v
+    damping:float=0.0,                 # μ ≥ 0, the multiple of I added to F_h = J_hJ_hᵀ (ridge μ‖Δh‖²); 0 gives J_h⁺v
     rtol:Optional[float]=None,         # rank tolerance of the dense path (see `orth`)
     atol:Optional[float]=None,         # LSQR tolerance of the matrix-free path (default 1e-10 in float64, 1e-6 in float32)
     maxiter:Optional[int]=None,        # LSQR iteration cap
@@ -103,7 +103,7 @@ def ias(
 # %% ../nbs/03_duality.ipynb #7ca42805
 def unreachable_certificate(
     J_h, v,              # Jacobian (dense or operator) and target, as for `ias`
-    damping:float=1e-8,  # μ > 0
+    damping:float=1e-8,  # μ > 0, the multiple of I added to F_h = J_hJ_hᵀ
 ) -> float: # μ‖λ_μ‖, which tends to ‖(I − P_h)v‖ as μ → 0
     "Damped-dual certificate μ‖λ_μ‖ of the part of `v` no activation edit reaches."
     if damping <= 0: raise ValueError(f"the certificate needs damping > 0, got {damping}")
@@ -113,7 +113,7 @@ def unreachable_certificate(
 def batch_ias(
     J_hs,               # B×m×d stack of Jacobians J_h(x) (Tensor/array)
     vs,                 # B×m stack of targets v(x)
-    damping:float=0.0,  # μ ≥ 0
+    damping:float=0.0,  # μ ≥ 0, the multiple of I added to F_h = J_hJ_hᵀ
     rtol:Optional[float]=None,
 ) -> IASResult: # one vector s for the whole batch; dual is B·m, stacked like the rows
     "One steering vector for a batch: IAS of the row-stacked system."

@@ -10,14 +10,14 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp, vmap
 from tqdm.auto import tqdm
 from .linalg import SolveRecord, as_float64, cg
-from .jacobians import ParamSpec, select_params, flat_params, unflat_params, frozen_tensors
+from .jacobians import ParamSpec, ParameterView, select_params
 
 # %% auto #0
 __all__ = ['Objective', 'hvp', 'ggn', 'lissa', 'top_eigenvalue', 'ihvp', 'per_example_grads', 'query_jacobian',
            'influence_matrix']
 
 # %% ../nbs/05_influence.ipynb #ca325e3c
-class Objective:
+class Objective(ParameterView):
     "Mean training loss (1/n)Σ ℓ(f_θ(x_i), y_i) of a model over data, as a function of a flat θ."
     def __init__(self,
         model:nn.Module,
@@ -28,14 +28,11 @@ class Objective:
     ):
         if len(X) != len(Y): raise ValueError(f"shape mismatch: X has {len(X)} examples, Y has {len(Y)}")
         self.model, self.loss, self.X, self.Y, self.l2 = model, loss, X, Y, l2
-        self.params = {n: p.detach() for n, p in select_params(model, params).items()}
-        self.frozen = frozen_tensors(model, self.params)
+        super().__init__(model, select_params(model, params))
 
-    def theta(self) -> Tensor: return flat_params(self.params)
-    def unflatten(self, flat:Tensor) -> dict: return unflat_params(self.params, flat)
     def forward(self, theta:Tensor, X:Tensor) -> Tensor:
         "Model outputs on a batch with parameters `theta`."
-        return functional_call(self.model, {**self.frozen, **self.unflatten(theta)}, (X,))
+        return functional_call(self.model, self.state(self.unflatten(theta)), (X,))
     def example_loss(self, theta:Tensor, x:Tensor, y:Tensor) -> Tensor:
         "ℓ(z) for one example z = (x, y)."
         return self.loss(self.forward(theta, x[None])[0], y)
@@ -109,7 +106,7 @@ def _dense_ihvp(H:Tensor, g:Tensor, damping:float) -> Tensor:
 def ihvp(
     H,                         # dense PSD matrix (Tensor/array), or a callable v ↦ Hv on flat vectors
     g,                         # right-hand side: vector (P) or columns (P×k)
-    damping:float,             # λ ≥ 0
+    damping:float,             # λ ≥ 0, the multiple of I added to H
     method:str='dense',        # 'dense' | 'cg' | 'lissa'
     tol:float=1e-10,           # relative tolerance (cg, lissa)
     maxiter:Optional[int]=None,# iteration cap (cg: 10·P; lissa: 10,000)
@@ -150,7 +147,7 @@ def influence_matrix(
     obj:Objective,
     Xq:Tensor,                      # query inputs x
     curvature:str='ggn',            # 'ggn' | 'hessian' | a dense P×P Tensor | a callable v ↦ Hv
-    damping:float=1e-3,             # λ
+    damping:float=1e-3,             # λ, the multiple of I added to H
     eps:Optional[float]=None,       # up-weighting ε; default −1/n (leave-one-out removal)
     method:str='dense',             # iHVP solver (see `ihvp`)
     output:Optional[Callable]=None, # model output ↦ metrics (default: the raw outputs)

@@ -15,8 +15,8 @@ from .linalg import LinearOperator
 
 # %% auto #0
 __all__ = ['ParamSpec', 'find_layer', 'layer_hook', 'position_selector', 'edited_layer', 'recorded_layer', 'select_params',
-           'flat_params', 'unflat_params', 'frozen_tensors', 'default_output', 'last_token_logits',
-           'forward_ad_attention', 'Cut', 'jacobian_operator', 'dense_jacobian', 'check_operator']
+           'flat_params', 'unflat_params', 'frozen_tensors', 'ParameterView', 'default_output', 'last_token_logits',
+           'forward_ad_attention', 'LayerJacobians', 'jacobian_operator', 'dense_jacobian', 'check_operator']
 
 # %% ../nbs/02_jacobians.ipynb #c5ad50cb
 def find_layer(model:nn.Module, name:str) -> nn.Module:
@@ -99,20 +99,26 @@ def _param_roles(model:nn.Module, layer:nn.Module, args, kwargs) -> dict:
 # %% ../nbs/02_jacobians.ipynb #7e9103b5
 ParamSpec = Union[None, str, Sequence[str], Callable[[str], bool]]
 
+# %% ../nbs/02_jacobians.ipynb #4b3e4792
+def _named_or_under(model:nn.Module, named:dict, name:str) -> dict:
+    "The parameter called `name`, or every parameter of the module called `name`; a ValueError names the closest otherwise."
+    hit = {n: p for n, p in named.items() if n == name or n.startswith(name + '.')}
+    if not hit:
+        close = difflib.get_close_matches(name, list(named), n=5, cutoff=0.4)
+        raise ValueError(f"{type(model).__name__} has no parameter or module named {name!r}; closest names: {close}")
+    return hit
+
 # %% ../nbs/02_jacobians.ipynb #554c8e7f
 def select_params(model:nn.Module, which:ParamSpec=None, roles:Optional[dict]=None) -> dict:
-    "Named parameters θ chosen by `which`: None/'all', 'upstream', 'downstream', a regex, names (`[]`: none), or a predicate."
+    "Named parameters θ chosen by `which`: None/'all', 'upstream', 'downstream', a regex, a list of parameter or module names (`[]`: none), or a predicate."
     named = dict(model.named_parameters())
     if which in (None, 'all'): keep = named
     elif which in ('upstream', 'downstream'):
-        if roles is None: raise ValueError(f"{which!r} parameters need a forward pass: use `Cut(..., params={which!r})`")
+        if roles is None: raise ValueError(f"{which!r} parameters need a forward pass: use `LayerJacobians(..., params={which!r})`")
         keep = {n: p for n, p in named.items() if roles.get(id(p)) == which}
     elif isinstance(which, str): keep = {n: p for n, p in named.items() if re.search(which, n)}
     elif callable(which): keep = {n: p for n, p in named.items() if which(n)}
-    else:
-        missing = [n for n in which if n not in named]
-        if missing: raise ValueError(f"unknown parameter names {missing[:5]}; e.g. {list(named)[:5]}")
-        keep = {n: named[n] for n in which}
+    else: keep = {n: p for e in which for n, p in _named_or_under(model, named, e).items()}
     if not keep and (isinstance(which, str) and which not in ('upstream', 'downstream') or callable(which)):
         raise ValueError(f"no parameter matches {which!r}; names look like {list(named)[:5]}")
     return keep
@@ -134,6 +140,20 @@ def unflat_params(params:dict, flat:Tensor) -> dict:
 def frozen_tensors(model:nn.Module, params:dict) -> dict:
     "Every parameter and buffer of `model` not in `params`, detached."
     return {n: t.detach() for n, t in (*model.named_parameters(), *model.named_buffers()) if n not in params}
+
+# %% ../nbs/02_jacobians.ipynb #59613087
+class ParameterView:
+    "Chosen parameters θ of a model as one flat vector, everything else it holds frozen (the common part of `LayerJacobians` and `Objective`)."
+    def __init__(self, model:nn.Module, params:dict):
+        self.model, self.params = model, {n: p.detach() for n, p in params.items()}
+        self.frozen = frozen_tensors(model, self.params)
+    @property
+    def n_params(self) -> int: return sum(p.numel() for p in self.params.values())
+    def theta(self) -> Tensor: return flat_params(self.params)
+    def unflatten(self, flat:Tensor) -> dict: return unflat_params(self.params, flat)
+    def state(self, params:Optional[dict]=None) -> dict:
+        "Every tensor `functional_call` needs: the frozen ones and θ (`params`, default: the model's own)."
+        return {**self.frozen, **(self.params if params is None else params)}
 
 # %% ../nbs/02_jacobians.ipynb #e504ad55
 def default_output(out) -> Tensor:
@@ -157,7 +177,7 @@ def forward_ad_attention(model:nn.Module):
         if switch: model.set_attn_implementation(impl)
 
 # %% ../nbs/02_jacobians.ipynb #796d303e
-class Cut:
+class LayerJacobians(ParameterView):
     "A model cut at a named layer: outputs y as a function of an activation edit Δh and of parameters θ."
     def __init__(self,
         model:nn.Module,           # any module; Hugging Face models are switched to eager attention for JVPs
@@ -166,7 +186,7 @@ class Cut:
         output:Callable=default_output, # model output ↦ Tensor of the metrics y (flattened)
         positions=None,            # steered positions along the sequence axis (None: all)
         mode:str='tied',           # 'tied' | 'per_input' | 'per_position'
-        params:ParamSpec=None,     # θ: None/'all', 'upstream', 'downstream', regex, names, predicate
+        params:ParamSpec=None,     # θ: None/'all', 'upstream', 'downstream', regex, parameter/module names, predicate
         feature_dim:int=-1,        # axis of the activation holding the d features
     ):
         if mode not in ('tied', 'per_input', 'per_position'):
@@ -176,16 +196,15 @@ class Cut:
         self.output, self.positions, self.mode, self.feature_dim = output, positions, mode, feature_dim
         self.h = self._record()
         roles = _param_roles(model, self.layer, self.args, self.kwargs) if params in ('upstream', 'downstream') else None
-        self.params = {n: p.detach() for n, p in select_params(model, params, roles).items()}
-        self.frozen = frozen_tensors(model, self.params)
+        super().__init__(model, select_params(model, params, roles))
         self.y0 = self.outputs()
 
     def __repr__(self):
-        return f"Cut({type(self.model).__name__} at {self.layer_name!r}: h {tuple(self.h.shape)}, Δh {self.delta_shape} ({self.mode}), y {self.y0.numel()}, θ {self.n_params:,})"
+        return f"LayerJacobians({type(self.model).__name__} at {self.layer_name!r}: h {tuple(self.h.shape)}, Δh {self.delta_shape} ({self.mode}), y {self.y0.numel()}, θ {self.n_params:,})"
 
 # %% ../nbs/02_jacobians.ipynb #cbc6414f
 @patch
-def _record(self:Cut) -> Tensor:
+def _record(self:LayerJacobians) -> Tensor:
     "The layer's activation h on the cut's inputs (no edit)."
     store = {}
     with torch.no_grad(), recorded_layer(self.layer, store): self.model(*self.args, **self.kwargs)
@@ -194,7 +213,7 @@ def _record(self:Cut) -> Tensor:
 
 # %% ../nbs/02_jacobians.ipynb #ea777e7a
 @patch(as_prop=True)
-def delta_shape(self:Cut) -> tuple:
+def delta_shape(self:LayerJacobians) -> tuple:
     "Shape of Δh: broadcastable to h, with the features on `feature_dim`."
     if self.mode == 'per_position': return tuple(self.h.shape)
     shape = [1] * self.h.ndim; fd = self.feature_dim % self.h.ndim
@@ -202,34 +221,22 @@ def delta_shape(self:Cut) -> tuple:
     if self.mode == 'per_input': shape[0] = self.h.shape[0]
     return tuple(shape)
 
-# %% ../nbs/02_jacobians.ipynb #a3609ff3
-@patch(as_prop=True)
-def n_params(self:Cut) -> int: return sum(p.numel() for p in self.params.values())
-
-# %% ../nbs/02_jacobians.ipynb #07dba500
-@patch
-def theta(self:Cut) -> Tensor: return flat_params(self.params)
-
-# %% ../nbs/02_jacobians.ipynb #abd80065
-@patch
-def unflatten(self:Cut, flat:Tensor) -> dict: return unflat_params(self.params, flat)
-
 # %% ../nbs/02_jacobians.ipynb #13d389e5
 @patch
-def outputs(self:Cut, params:Optional[dict]=None, delta:Optional[Tensor]=None) -> Tensor:
+def outputs(self:LayerJacobians, params:Optional[dict]=None, delta:Optional[Tensor]=None) -> Tensor:
     "y(θ, Δh), flattened: the model run with parameters `params` and the layer edited by `delta`."
-    full = {**self.frozen, **(self.params if params is None else params)}
+    full = self.state(params)
     if delta is None: delta = torch.zeros(self.delta_shape, dtype=self.h.dtype, device=self.h.device)
     with edited_layer(self.layer, delta.view(self.delta_shape), self.positions):
         return self.output(functional_call(self.model, full, self.args, self.kwargs)).flatten()
 
 # %% ../nbs/02_jacobians.ipynb #c3b04aeb
 @patch
-def activation(self:Cut, params:Optional[dict]=None) -> Tensor:
+def activation(self:LayerJacobians, params:Optional[dict]=None) -> Tensor:
     "h(θ) at the steered positions, flattened."
     store = {}
     with recorded_layer(self.layer, store):
-        functional_call(self.model, {**self.frozen, **(self.params if params is None else params)}, self.args, self.kwargs)
+        functional_call(self.model, self.state(params), self.args, self.kwargs)
     h = store['h']
     return (h if self.positions is None else h[:, self.positions]).flatten()
 
@@ -244,7 +251,7 @@ def jacobian_operator(f:Callable, x0:Tensor, m:int, model:nn.Module) -> LinearOp
 
 # %% ../nbs/02_jacobians.ipynb #ef059107
 @patch
-def _jacobian(self:Cut, which:str) -> tuple:
+def _jacobian(self:LayerJacobians, which:str) -> tuple:
     "(function, point, number of outputs) of the Jacobian `which`: 'J_h', 'J_theta' or 'J_theta_h'."
     if which == 'J_h':
         zero = torch.zeros(math.prod(self.delta_shape), dtype=self.h.dtype, device=self.h.device)
@@ -257,19 +264,19 @@ def _jacobian(self:Cut, which:str) -> tuple:
 
 # %% ../nbs/02_jacobians.ipynb #dc536405
 @patch
-def J_h(self:Cut) -> LinearOperator:
+def J_h(self:LayerJacobians) -> LinearOperator:
     "J_h = ∂y/∂Δh as an operator (m × numel Δh)."
     return jacobian_operator(*self._jacobian('J_h'), self.model)
 
 # %% ../nbs/02_jacobians.ipynb #937d7191
 @patch
-def J_theta(self:Cut) -> LinearOperator:
+def J_theta(self:LayerJacobians) -> LinearOperator:
     "J_θ = ∂y/∂θ as an operator (m × P)."
     return jacobian_operator(*self._jacobian('J_theta'), self.model)
 
 # %% ../nbs/02_jacobians.ipynb #e1ee5fa9
 @patch
-def J_theta_h(self:Cut) -> LinearOperator:
+def J_theta_h(self:LayerJacobians) -> LinearOperator:
     "J_θh = ∂h/∂θ as an operator (numel h × P)."
     return jacobian_operator(*self._jacobian('J_theta_h'), self.model)
 
@@ -285,13 +292,13 @@ def dense_jacobian(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int
 
 # %% ../nbs/02_jacobians.ipynb #a1e898a4
 @patch
-def dense(self:Cut, which:str='J_h', chunk_size:int=64) -> Tensor:
+def dense(self:LayerJacobians, which:str='J_h', chunk_size:int=64) -> Tensor:
     "A Jacobian as a dense matrix: 'J_h', 'J_theta' or 'J_theta_h' (few rows or few columns)."
     return dense_jacobian(*self._jacobian(which), self.model, chunk_size)
 
 # %% ../nbs/02_jacobians.ipynb #11b5c19e
 @patch
-def logit_shift(self:Cut, dtheta) -> Tensor:
+def logit_shift(self:LayerJacobians, dtheta) -> Tensor:
     "v = J_θΔθ for a flat vector or a dict name → tensor (missing names are zero): one JVP."
     if isinstance(dtheta, dict):
         dtheta = torch.cat([dtheta.get(n, torch.zeros_like(p)).flatten().to(p) for n, p in self.params.items()])

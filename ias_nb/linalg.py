@@ -13,7 +13,8 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['as_float64', 'check_rows', 'default_rtol', 'orth', 'projector', 'angles_from_projection', 'principal_angles',
-           'directional_alignment', 'LinearOperator', 'SolveRecord', 'lsqr', 'cg', 'randomized_range_finder']
+           'directional_alignment', 'LinearOperator', 'SolveRecord', 'lsqr', 'cg', 'newton_minimize',
+           'randomized_range_finder']
 
 # %% ../nbs/00_linalg.ipynb #570c1479
 def as_float64(
@@ -142,12 +143,14 @@ def lsqr(
     matvec:Callable,   # u ↦ Au
     rmatvec:Callable,  # w ↦ Aᵀw
     b:Tensor,          # right-hand side (m)
-    damp:float=0.0,    # ridge parameter: minimises ‖Ax − b‖² + damp²‖x‖²
-    atol:float=1e-12,  # stop when ‖Aᵀr − damp²x‖ ≤ atol·‖A‖·‖r‖ (scipy's test 2)
+    damping:float=0.0, # μ ≥ 0, the multiple of I added to AᵀA: minimises ‖Ax − b‖² + μ‖x‖² (scipy's `damp` is √μ)
+    atol:float=1e-12,  # stop when ‖Aᵀr − μx‖ ≤ atol·‖A‖·‖r‖ (scipy's test 2)
     btol:float=1e-12,  # stop when ‖r‖ ≤ btol·‖b‖ + atol·‖A‖·‖x‖ (consistent systems)
     maxiter:Optional[int]=None, # default 4·min(m, n) once n is known, at least 100
 ) -> SolveRecord:
     "LSQR for damped least squares, matrix-free, on the device of `b`."
+    if damping < 0: raise ValueError(f"damping must be ≥ 0, got {damping}")
+    damp = math.sqrt(damping)                              # Paige & Saunders' damping parameter
     u = b.clone(); beta = u.norm().item()
     v = rmatvec(u / beta) if beta > 0 else rmatvec(u)
     x = torch.zeros_like(v)
@@ -204,6 +207,26 @@ def cg(
         if rel <= tol: return SolveRecord(x, True, it, res)
         p, rs = r + (rs_new / rs.clamp_min(torch.finfo(b.dtype).tiny)) * p, rs_new
     return SolveRecord(x, False, maxiter, res)
+
+# %% ../nbs/00_linalg.ipynb #f8b5e94c
+def newton_minimize(
+    f:Callable,          # flat θ ↦ scalar loss, twice differentiable by torch.func
+    theta0:Tensor,       # starting point
+    gtol:float=1e-10,    # required gradient norm ‖∇f‖ at the returned point
+    maxiter:int=500,
+) -> Tensor: # the minimiser, float64
+    "Minimise a smooth function to ‖∇f‖ ≤ `gtol` by Newton's method with a trust region (scipy's 'trust-exact'), then plain Newton steps."
+    from scipy.optimize import minimize
+    as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)
+    grad, hess = torch.func.grad(f), torch.func.hessian(f)
+    res = minimize(lambda a: f(as_t(a)).item(), theta0.detach().double().cpu().numpy(), method='trust-exact',
+                   jac=lambda a: grad(as_t(a)).numpy(), hess=lambda a: hess(as_t(a)).numpy(), options=dict(gtol=gtol / 100, maxiter=maxiter))
+    theta = as_t(res.x)
+    for _ in range(5):       # near the minimum f stops resolving progress; the gradient still does: plain Newton steps
+        g = grad(theta)
+        if g.norm() <= gtol: return theta
+        theta = theta - torch.linalg.solve(hess(theta), g)
+    raise RuntimeError(f"Newton's method stopped at ‖∇f‖ = {g.norm():.2e} > gtol = {gtol:g} ({res.message}): raise maxiter or start closer")
 
 # %% ../nbs/00_linalg.ipynb #fb3f93b0
 def randomized_range_finder(

@@ -12,7 +12,7 @@ from torch import nn
 # %% auto #0
 __all__ = ['TINY_GPT2', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAMPLE_PHOTOS', 'cache_dir', 'package_dir', 'smollm2_gguf',
            'load_smollm2', 'gpt2_tokenizer', 'python_help_text', 'train_tiny_gpt2', 'load_tiny_gpt2',
-           'heldout_perplexity', 'digits_data', 'digits_cnn', 'load_causal_lm', 'load_efficientnet_lite0',
+           'heldout_perplexity', 'digits_data', 'digits_cnn', 'digits_mlp', 'load_causal_lm', 'load_efficientnet_lite0',
            'imagenet_batch', 'sample_photos', 'load_resnet50']
 
 # %% ../nbs/10_models.ipynb #e58a4a07
@@ -178,6 +178,24 @@ def digits_cnn(seed:int=0, steps:int=300) -> tuple:
     for _ in range(steps):
         opt.zero_grad(); nn.functional.cross_entropy(model(Xtr), ytr).backward(); opt.step()
     return model.eval(), data
+
+# %% ../nbs/10_models.ipynb #5278e4f7
+def digits_mlp(
+    hidden:int,      # width of the tanh hidden layer
+    n_train:int,     # trained on the first `n_train` digits, in scikit-learn's order
+    steps:int=300,   # full-batch Adam steps (learning rate 1e-2)
+    seed:int=0,
+) -> tuple: # (model, X, Y): the MLP 64 → hidden → 10 and all 1,797 digits (X: N×64 in [0, 1], float64)
+    "A float64 one-hidden-layer tanh MLP trained full-batch on the first `n_train` digits: the small model of the influence chapters."
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X, Y = torch.tensor(X / 16, dtype=torch.float64), torch.tensor(y)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, 10)).double()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad(); nn.functional.cross_entropy(model(X[:n_train]), Y[:n_train]).backward(); opt.step()
+    return model, X, Y
 
 # %% ../nbs/10_models.ipynb #3c69b9a8
 def load_causal_lm(

@@ -11,23 +11,23 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 from .linalg import LinearOperator
-from .jacobians import Cut, jacobian_operator
+from .jacobians import LayerJacobians, jacobian_operator
 from .influence import Objective, ihvp, per_example_grads
 
 # %% auto #0
 __all__ = ['mean_activation', 'mean_activation_operator', 'data_shifts', 'Spectral', 'top_direction', 'spectral_power_iteration',
-           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'steer_norm', 'null_test',
+           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'null_test_norm', 'null_test',
            'plot_null_test']
 
 # %% ../nbs/07_spectral.ipynb #bfdebf5c
-def mean_activation(cut:Cut) -> Callable:
+def mean_activation(cut:LayerJacobians) -> Callable:
     "θ ↦ h̄(θ): the cut's activation averaged over the probe batch and steered positions (a d-vector)."
     fd = cut.feature_dim % cut.h.ndim
     shape = cut.h.shape if cut.positions is None else cut.h[:, cut.positions].shape
     return lambda t: cut.activation(cut.unflatten(t)).view(shape).movedim(fd, -1).reshape(-1, shape[fd]).mean(0)
 
 # %% ../nbs/07_spectral.ipynb #8e6d8751
-def mean_activation_operator(cut:Cut) -> LinearOperator:
+def mean_activation_operator(cut:LayerJacobians) -> LinearOperator:
     "J̄_θh = ∂h̄/∂θ as a d × P operator (JVP / VJP)."
     return jacobian_operator(mean_activation(cut), cut.theta(), cut.h.shape[cut.feature_dim % cut.h.ndim], cut.model)
 
@@ -56,7 +56,7 @@ def spectral_power_iteration(
     J_bar:LinearOperator,      # d×P operator J̄_θh
     H:Callable,                # v ↦ Hv (e.g. `ggn(obj)`)
     obj:Objective,             # training data and loss (its parameters must match J_bar's θ)
-    damping:float,             # λ
+    damping:float,             # λ, the multiple of I added to H
     batch_size:Optional[int]=None, # training examples per step (None: all, deterministic)
     iters:int=100, tol:float=1e-6, method:str='cg', seed:int=0, progress:bool=True,
 ) -> Spectral:
@@ -77,7 +77,7 @@ def spectral_power_iteration(
     return Spectral(v, lam, it, hist)
 
 # %% ../nbs/07_spectral.ipynb #5d88640c
-def metric_gradients(cut:Cut) -> Tensor:
+def metric_gradients(cut:LayerJacobians) -> Tensor:
     "Per-input gradients ∇_s y(x) of a scalar metric per input (rows of the tied J_h): |X| × d."
     if cut.mode != 'tied' or cut.y0.numel() != cut.h.shape[0]:
         raise ValueError(f"need a tied cut whose output is one scalar per input; got mode {cut.mode!r} and {cut.y0.numel()} outputs for {cut.h.shape[0]} inputs")
@@ -100,18 +100,18 @@ class NullTest:
     p: float              # (1 + #{random ≥ observed}) / (N + 1)
 
 # %% ../nbs/07_spectral.ipynb #a693543d
-def realised_change(cut:Cut, s:Tensor) -> float:
+def realised_change(cut:LayerJacobians, s:Tensor) -> float:
     "Mean change of the cut's outputs when the layer is steered by `s` (actual forward pass)."
     with torch.no_grad(): return (cut.outputs(delta=s) - cut.y0).mean().item()
 
 # %% ../nbs/07_spectral.ipynb #c7d026c4
-def steer_norm(cut:Cut, fraction:float=0.5) -> float:
+def null_test_norm(cut:LayerJacobians, fraction:float=0.5) -> float:
     "The null test's norm B: `fraction` of the mean norm of the cut's feature vectors (one per input and position)."
     h = cut.h.movedim(cut.feature_dim, -1)
     return fraction * h.reshape(-1, h.shape[-1]).norm(dim=1).mean().item()
 
 # %% ../nbs/07_spectral.ipynb #f6b5046b
-def null_test(cut:Cut, direction:Tensor, norm:float, n_random:int=200, seed:int=0, progress:bool=True) -> NullTest:
+def null_test(cut:LayerJacobians, direction:Tensor, norm:float, n_random:int=200, seed:int=0, progress:bool=True) -> NullTest:
     "Realised change for `norm·direction` against `n_random` random directions of the same norm."
     g = torch.Generator().manual_seed(seed)
     observed = realised_change(cut, norm * direction / direction.norm())

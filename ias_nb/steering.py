@@ -12,18 +12,18 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
-from .jacobians import find_layer, Cut, last_token_logits, flat_params, unflat_params, layer_hook, position_selector
+from .jacobians import find_layer, LayerJacobians, last_token_logits, flat_params, unflat_params, layer_hook, position_selector
 from .duality import ias
-from .alignment import text_losses
+from .alignment import text_losses, weighted_loss_gradient
 from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
 __all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector', 'steering_targets',
-           'steer', 'model_device', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts', 'chat_pairs',
-           'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf',
-           'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver', 'normal_residual',
-           'float32_operator', 'ias_vector']
+           'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector',
+           'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
+           'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
+           'normal_residual', 'float32_operator', 'ias_vector']
 
 # %% ../nbs/09_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -210,16 +210,27 @@ def model_device(model:nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 # %% ../nbs/09_steering.ipynb #f57ed1da
+def padded_batch(
+    ids:Sequence[list],  # each text's token ids
+    pad_id:int,          # the id that fills the padding
+    side:str='left',     # 'left' (generation, last-token reads) or 'right'
+    device=None,
+) -> dict: # input_ids, attention_mask, and (left) position_ids counted from each row's first real token
+    "A batch of token id lists padded on one side."
+    if side not in ('left', 'right'): raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    rows = [torch.as_tensor(x, dtype=torch.long) for x in ids]
+    pad = lambda xs, v: torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=v, padding_side=side).to(device)
+    batch = dict(input_ids=pad(rows, pad_id), attention_mask=pad([torch.ones_like(r) for r in rows], 0))
+    if side == 'right': return batch
+    return batch | dict(position_ids=absolute_positions(batch, batch['input_ids'].shape[1], device))
+
+def pad_id(tokenizer) -> int:
+    "The tokenizer's padding id: its pad token, else its end-of-text token (GPT-2 has no pad token)."
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+
 def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
     "Left-padded batch of `texts` with absolute position ids (counted from each row's first real token); the tokenizer is left as it was."
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    try:
-        tokenizer.padding_side = 'left'
-        if pad is None: tokenizer.pad_token = tokenizer.eos_token
-        enc = tokenizer(list(texts), return_tensors='pt', padding=True)
-    finally: tokenizer.padding_side, tokenizer.pad_token = side, pad
-    batch = {k: enc[k].to(device) for k in ('input_ids', 'attention_mask')}
-    return batch | dict(position_ids=absolute_positions(batch, batch['input_ids'].shape[1], device))
+    return padded_batch(tokenizer(list(texts))['input_ids'], pad_id(tokenizer), 'left', device)
 
 # %% ../nbs/09_steering.ipynb #40aa2d69
 def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], batch_size:int=16) -> Tensor:
@@ -320,21 +331,23 @@ def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     return dict(sorted(vectors.items())), (bytes(hint.parts[-1]).decode() if hint is not None else '')
 
 # %% ../nbs/09_steering.ipynb #4ffb296c
-def text_loss_gradient(model:nn.Module, tokenizer, texts:Sequence[str], batch_size:int=16) -> dict:
-    "∇θ of L(texts) = mean over texts of each text's mean next-token loss (padding ignored), as name → tensor."
-    model.zero_grad(set_to_none=True)
-    for i in range(0, len(texts), batch_size):
-        text_losses(model, lm_batch(tokenizer, texts[i:i + batch_size], model_device(model))).sum().div(len(texts)).backward()
-    g = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return g
+def text_loss_gradient(
+    model:nn.Module, tokenizer,
+    texts:Sequence[str],
+    batch_size:int=16,
+    weights=None,               # w_z, one per text (None: 1/N each, the mean loss)
+    params:Optional[dict]=None, # {name: parameter} θ (None: those that require grad)
+) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
+    "Gradient of a weighted sum (default: the mean) of the texts' mean next-token losses, padding ignored."
+    batches = [lm_batch(tokenizer, texts[i:i + batch_size], model_device(model)) for i in range(0, len(texts), batch_size)]
+    return weighted_loss_gradient(model, batches, weights, params)
 
 # %% ../nbs/09_steering.ipynb #a4a08ffe
 def contrast_update(
     model:nn.Module, tokenizer,
     positive:Sequence[str],    # texts to up-weight (the behaviour we want)
     negative:Sequence[str],    # texts to down-weight
-    damping:float=1.0,         # λ > 0 (ignored with `precondition`, which holds its own damping)
+    damping:float=1.0,         # λ > 0, the multiple of I added to H (ignored with `precondition`, which holds its own)
     H=None,                    # callable v ↦ Hv on the flattened parameters that get gradients; None: Δθ = −g/λ
     maxiter:int=50,            # CG iterations when H is given
     batch_size:int=16,
@@ -344,7 +357,8 @@ def contrast_update(
     if precondition is not None and H is not None: raise ValueError("pass either `H` (solved by CG) or `precondition`, not both")
     if precondition is None and damping <= 0: raise ValueError(f"damping must be > 0, got {damping}")
     gp, gn = (text_loss_gradient(model, tokenizer, t, batch_size) for t in (positive, negative))
-    g = {n: gp[n] - gn[n] for n in gp}
+    named = dict(model.named_parameters())
+    g = {n: (gp[n] - gn[n]).to(named[n].dtype) for n in gp}
     if precondition is not None: return {n: -t for n, t in precondition(g).items()}
     if H is None: return {n: -t / damping for n, t in g.items()}
     return {n: -t for n, t in unflat_params(g, ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)).items()}
@@ -377,7 +391,7 @@ def ias_vector(
     layer,                     # where to steer: name, block index or relative depth
     probes:Sequence[str],      # probe prompts: the vector reproduces the update's shift of their last-token logits
     dtheta:dict,               # parameter update Δθ (e.g. `contrast_update`), name → tensor
-    damping:float=0.0,         # μ ≥ 0: ridge on ‖s‖
+    damping:float=0.0,         # μ ≥ 0, the multiple of I added to J_hJ_hᵀ (ridge μ‖s‖²)
     norm:Optional[float]=None, # rescale s to this ℓ2 norm (e.g. the CAA vector's) for equal-strength comparisons
     maxiter:Optional[int]=None,# LSQR iteration cap
     solver:str='auto',         # 'dense' (J_h by d batched JVPs, then SVD), 'lsqr' (matrix-free) or 'auto' (`default_ias_solver`)
@@ -386,7 +400,7 @@ def ias_vector(
     "One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² + μ‖s‖² over a probe batch, with γ_v, residual and the solve's convergence."
     if solver not in ('auto', 'dense', 'lsqr'): raise ValueError(f"solver must be 'auto', 'dense' or 'lsqr', got {solver!r}")
     layer = resolve_layer(model, layer)
-    cut = Cut(model, layer, lm_batch(tokenizer, probes, model_device(model)), output=last_token_logits, params=list(dtheta))
+    cut = LayerJacobians(model, layer, lm_batch(tokenizer, probes, model_device(model)), output=last_token_logits, params=list(dtheta))
     op, v = float32_operator(cut.J_h(), cut.logit_shift(dtheta))
     if solver == 'auto': solver = default_ias_solver(*op.shape)
     r = ias(cut.dense('J_h').to(v.dtype) if solver == 'dense' else op, v, damping=damping, maxiter=maxiter)

@@ -105,7 +105,7 @@ def toy_grad(net:ToyNet, x:Tensor, t:Tensor) -> Tensor:
 def toy_influence(
     net:ToyNet, X:Tensor, T:Tensor, # training inputs and targets
     x_query:Tensor,                  # query input x
-    damping:float=1e-3,              # λ in H + λI
+    damping:float=1e-3,              # λ, the multiple of I added to H
     eps:float=None,                  # up-weighting ε; default −1/n (removal)
 ) -> Tensor: # G: m×n, column z is I(z→x) = −ε J_θ(x)(H+λI)⁻¹∇ℓ(z)
     "Influence matrix of every training example on the logits of `x_query`."
