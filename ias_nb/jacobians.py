@@ -178,7 +178,7 @@ def forward_ad_attention(model:nn.Module):
 
 # %% ../nbs/02_jacobians.ipynb #796d303e
 class LayerJacobians(ParameterView):
-    "A model cut at a named layer: outputs y as a function of an activation edit Δh and of parameters θ."
+    "A model cut at a named layer — its outputs y as a function of an activation edit Δh and of parameters θ — with the Jacobians J_h, J_θ, J_θh."
     def __init__(self,
         model:nn.Module,           # any module; Hugging Face models are switched to eager attention for JVPs
         layer:str,                 # name in model.named_modules()

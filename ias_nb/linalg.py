@@ -177,7 +177,7 @@ def lsqr(
         alpha = alpha_new
         psi2 += psi**2
         rnorm = math.sqrt(phibar**2 + psi2)                # ‖[r; damp·x]‖
-        arnorm = alpha * abs(s * phi)                      # ‖Aᵀr − damp²x‖ (normal-equation residual)
+        arnorm = alpha * abs(s * phi)                      # ‖Aᵀr − μx‖ (normal-equation residual)
         res.append(arnorm)
         anorm, xnorm = math.sqrt(anorm2), x.norm().item()
         if arnorm <= atol * anorm * rnorm or rnorm <= btol * bnorm + atol * anorm * xnorm or alpha == 0:

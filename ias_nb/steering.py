@@ -230,7 +230,7 @@ def pad_id(tokenizer) -> int:
 
 def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
     "Left-padded batch of `texts` with absolute position ids (counted from each row's first real token); the tokenizer is left as it was."
-    return padded_batch(tokenizer(list(texts))['input_ids'], pad_id(tokenizer), 'left', device)
+    return padded_batch(tokenizer(list(texts), padding=False)['input_ids'], pad_id(tokenizer), 'left', device)
 
 # %% ../nbs/09_steering.ipynb #40aa2d69
 def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], batch_size:int=16) -> Tensor:
