@@ -59,6 +59,8 @@ def copy_for_build(nb:Path, src:Path, skip) -> Path:
         text = ''.join(c['source'])
         if any(f in text for f in HIDE_INPUT):
             c['metadata']['tags'] = sorted(set(c['metadata'].get('tags', [])) | {'remove_input'})
+        if c['cell_type'] == 'code' and re.search(r'(?m)^#\| *export', text):   # check_docs: defines, draws nothing
+            c['metadata']['tags'] = sorted(set(c['metadata'].get('tags', [])) | {'export'})
         if c['cell_type'] == 'code':   # nbdev's directives are for the tools, not the reader
             c['source'] = ''.join(l for l in text.splitlines(keepends=True) if not l.startswith('#|'))
     (src / nb.name).write_text(json.dumps(d))
