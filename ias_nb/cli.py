@@ -266,8 +266,9 @@ def add_attribute_command(sub):
     a.add_argument('--model', default='smollm2',
                    help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
     a.add_argument('--layer', required=True, help=LAYER_HELP)
-    a.add_argument('--vector', required=True, help='a SteeringVector file (safetensors), a .gguf control '
-                                                   'vector (llama.cpp, repeng), or caa:POSITIVE_FILE,NEGATIVE_FILE')
+    vector_help = ('a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), '
+                   'or caa:POSITIVE_FILE,NEGATIVE_FILE')
+    a.add_argument('--vector', required=True, help=vector_help)
     a.add_argument('--corpus', required=True, type=Path,
                    help='.txt (one document per line) or .jsonl (a "text" field)')
     a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation '
