@@ -68,7 +68,8 @@ def copy_for_build(nb:Path, src:Path, skip) -> Path:
 
 def render(nb:Path, out:Path) -> Path:
     "Execute a notebook and write its HTML; raises on any cell error."
-    r = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'html', '--execute',
+    tour = ['--no-prompt'] if nb.stem == 'index' else []   # the landing page reads as a page, not a notebook
+    r = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'html', '--execute', *tour,
                         '--ExecutePreprocessor.timeout=1800', '--TagRemovePreprocessor.remove_input_tags=remove_input',
                         '--output-dir', str(out), str(nb)], capture_output=True, text=True, env=ENV)
     if r.returncode: raise RuntimeError(f"{nb.name} failed to build:\n{r.stderr[-3000:]}")
