@@ -1,10 +1,12 @@
 "Build README.md from nbs/index.ipynb without Quarto: nbdev's notebook processors, then nbconvert to markdown."
-import json, re, subprocess, sys
+import json, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 from nbdev.serve import proc_nbs
 
 root = Path(__file__).resolve().parents[1]
-cache = Path(proc_nbs(n_workers=0))
+tour = Path(tempfile.mkdtemp())                       # only the tour: proc_nbs would process every chapter
+shutil.copy(root / 'nbs' / 'index.ipynb', tour)
+cache = Path(proc_nbs(path=str(tour), n_workers=0))
 nb = json.loads((cache / 'index.ipynb').read_text())
 for c in nb['cells']:                                   # Quarto's `echo: false` → nbconvert's hidden input
     if '#| echo: false' in ''.join(c['source']): c['metadata']['tags'] = sorted(set(c['metadata'].get('tags', [])) | {'remove_input'})

@@ -4,80 +4,70 @@
 
 # %% ../nbs/13_cli.ipynb #e8084e22
 from __future__ import annotations
-import argparse, html, json, sys, time
+import argparse, json, sys, time
 from pathlib import Path
-import torch
+import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
-from .experiments import prompt_set
+from .experiments import (Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment,
+                                gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
-from .steering import caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf, export_gguf
-from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked, process_group,
-                           hooked_kind)
+from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
+                             export_gguf)
+from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
+                           process_group, hooked_kind)
 
 # %% auto #0
-__all__ = ['check_device', 'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
-           'block_weights', 'attribution_figure', 'attribution_markdown', 'attribute', 'under_torchrun', 'run_one',
-           'parser', 'main']
+__all__ = ['REPORT_STYLE', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html', 'demo_experiments',
+           'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure', 'attribution_markdown',
+           'attribute', 'under_torchrun', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser',
+           'main']
 
 # %% ../nbs/13_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
     "`device` if torch can use it here, else a ValueError saying what is available."
     try: dev = torch.device(device)
     except RuntimeError: raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"device {device!r} is not available here (no CUDA GPU): use --device cpu")
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available here (no CUDA GPU): use --device cpu")
     if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
     return device
 
+
 # %% ../nbs/13_cli.ipynb #e5afe638
 def report_markdown(exps:list, toy:str, seconds:float) -> str:
     "The demo report as markdown: each experiment's table, settings and figure."
-    parts = [f"# ias demo report\n\nAll numbers below were computed by `ias demo` in {seconds:.0f} s (reduced sizes; "
-             "the full experiments are `ias detox | equivalence | layers | spectral`).\n",
+    parts = [f"# ias demo report\n\nAll numbers below were computed by `ias demo` in {seconds:.0f} s "
+             "(reduced sizes; the full experiments are `ias detox | equivalence | layers | spectral`).\n",
              "## Toy linear network\n", "```\n" + toy + "\n```\n", "![toy](toy_residual_vs_gamma.png)\n"]
     for e in exps:
-        parts += [f"## {e.name}\n", e.markdown(), "", "settings: " + ', '.join(f'{k} = {v}' for k, v in e.settings.items()), "",
+        settings = ', '.join(f'{k} = {v}' for k, v in e.settings.items())
+        parts += [f"## {e.name}\n", e.markdown(), "", "settings: " + settings, "",
                   f"![{e.name}]({e.name}.png)\n"]
     return '\n'.join(parts)
 
+
 # %% ../nbs/13_cli.ipynb #c1de506a
+REPORT_STYLE = ('body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}'
+                'td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}')
+
 def report_html(md:str) -> str:
-    "A self-contained HTML page from the report's markdown (headings, tables, code, images, paragraphs)."
-    out, table = [], []
-    def flush():
-        if table:
-            rows = [[html.escape(c.strip()) for c in r.strip('|').split('|')] for r in table if not set(r) <= set('|-')]
-            out.append('<table><tr>' + ''.join(f'<th>{c}</th>' for c in rows[0]) + '</tr>' +
-                       ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows[1:]) + '</table>')
-            table.clear()
-    code = None
-    for line in md.splitlines():
-        if line.startswith('```'):
-            if code is None: code = []
-            else: out.append('<pre>' + html.escape('\n'.join(code)) + '</pre>'); code = None
-            continue
-        if code is not None: code.append(line); continue
-        if line.startswith('|'): table.append(line); continue
-        flush()
-        if line.startswith('#'):
-            k = len(line) - len(line.lstrip('#')); out.append(f'<h{k}>{html.escape(line[k:].strip())}</h{k}>')
-        elif line.startswith('!['):
-            alt, src = line[2:].split('](', 1); out.append(f'<img alt="{html.escape(alt)}" src="{html.escape(src.rstrip(")"))}">')
-        elif line.strip(): out.append(f'<p>{html.escape(line)}</p>')
-    flush()
-    style = 'body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}'
-    return f'<!doctype html><html><head><meta charset="utf-8"><title>ias demo report</title><style>{style}</style></head><body>' + '\n'.join(out) + '</body></html>'
+    "A self-contained HTML page from the report's markdown, by mistune (with tables; raw HTML escaped)."
+    body = mistune.create_markdown(escape=True, plugins=['table'])(md)
+    return ('<!doctype html><html><head><meta charset="utf-8"><title>ias demo report</title>'
+            f'<style>{REPORT_STYLE}</style></head><body>{body}</body></html>')
+
 
 # %% ../nbs/13_cli.ipynb #783c1ca6
 def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
-    "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0; the detox update is computed once."
+    "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0."
     from ias_nb.models import load_smollm2
     model, tok = load_smollm2(device=check_device(device))
-    update = detox_update(model, tok)
-    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], update=update)),
-            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], update=update)),
-            ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'], update=update)),
+    update = detox_update(model, tok)                  # one detox update for all
+    run = lambda f, key, **kw: lambda: f(model, tok, **sizes[key], update=update, **kw)
+    return [('First-order equivalence', run(equivalence_experiment, 'equivalence')),
+            ('Detoxification: CAA vs IAS', run(detox_experiment, 'detox')),
+            ('γ_v against depth', run(gamma_depth_experiment, 'gamma_depth')),
             ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
 
 # %% ../nbs/13_cli.ipynb #ac16f111
@@ -87,19 +77,27 @@ def demo(
     device:str='cpu',
     experiments:list=None,     # (title, run) pairs; default: `demo_experiments(DEMO_SIZES, device)`
 ) -> dict:
-    "The main job: the toy walkthrough and reduced runs of the four experiments; tables printed, report written to `out`."
+    "The main job: the toy walkthrough and reduced runs of the four experiments, printed and written to `out`."
     t0, out = time.time(), Path(out)
     print("== Toy linear network: residual of the best steer vs alignment ==")
     table, paper_gamma, fig = toy_walkthrough(seed=seed, out=out)
-    toy = format_toy_table(table, paper_gamma); print(toy)
+    toy = format_toy_table(table, paper_gamma)
+    print(toy)
     exps = []
     for title, run in (demo_experiments(device=device) if experiments is None else experiments):
-        t = time.time(); print(f"\n== {title} =="); e = run(); e.save(out); exps.append(e)
-        print(e.markdown()); print(f"({time.time() - t:.0f} s)")
+        t = time.time()
+        print(f"\n== {title} ==")
+        e = run()
+        e.save(out)
+        exps.append(e)
+        print(e.markdown())
+        print(f"({time.time() - t:.0f} s)")
     md = report_markdown(exps, toy, time.time() - t0)
-    (out / 'report.md').write_text(md); (out / 'report.html').write_text(report_html(md))
+    (out / 'report.md').write_text(md)
+    (out / 'report.html').write_text(report_html(md))
     print(f"\nreport: {out / 'report.md'} and {out / 'report.html'}   ({time.time() - t0:.0f} s in all)")
     return {e.name: e for e in exps} | dict(toy=table)
+
 
 # %% ../nbs/13_cli.ipynb #85b6cf16
 def read_lines(path) -> list:
@@ -111,20 +109,24 @@ def read_lines(path) -> list:
     return lines
 
 def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
-    "The vector of `--vector`: `caa:POSITIVE_FILE,NEGATIVE_FILE`, a llama.cpp/repeng `.gguf` control vector, or a `SteeringVector` file."
+    "The vector `--vector` names: `caa:` and two text files, a `.gguf` control vector or a `SteeringVector`."
     if spec.startswith('caa:'):
         files = spec[4:].split(',')
-        if len(files) != 2: raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
+        if len(files) != 2:
+            raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
         return caa_vector(model, tok, layer, *map(read_lines, files))
-    if not Path(spec).is_file(): raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
+    if not Path(spec).is_file():
+        raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
     if spec.endswith('.gguf'):
         directions, i = import_gguf(spec)[0], block_index(model, layer)
-        if i not in directions: raise ValueError(f"{spec} has no vector for block {i} of --layer {layer!r}; it has blocks {sorted(directions)}")
+        if i not in directions:
+            raise ValueError(f"{spec} has no vector for block {i} of --layer {layer!r}; "
+                             f"it has blocks {sorted(directions)}")
         return directions[i]
     return SteeringVector.load(spec).vector
 
 def block_weights(model) -> list:
-    "Names of the weights and biases of the linear layers inside the transformer blocks (the default θ of `ias attribute`)."
+    "Names of the weights and biases of the linear layers in the blocks (default θ of `ias attribute`)."
     blocks = block_list(model)
     return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules() for p in ('weight', 'bias')
             if getattr(m, p, None) is not None and hooked_kind(m) in ('linear', 'conv1d')]
@@ -133,21 +135,27 @@ def block_weights(model) -> list:
 def attribution_figure(r:DocumentAttribution):
     "ρ(z) of every document in corpus order beside the ℓ1 measure's signed weights."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 3.2)); a, b = fig.subplots(1, 2)
-    a.plot(r.rho.numpy(), '.', ms=3); a.axhline(0, c='k', lw=0.5)
+    fig = Figure(figsize=(10, 3.2))
+    a, b = fig.subplots(1, 2)
+    a.plot(r.rho.numpy(), '.', ms=3)
+    a.axhline(0, c='k', lw=0.5)
     a.set(xlabel='document', ylabel='ρ(z)', title=f'ℓ2 attribution over {len(r.rho)} documents')
     b.bar(range(len(r.weights)), r.weights, tick_label=[str(i) for i in r.indices])
-    b.set(xlabel='document', ylabel='ν_z', title=f'ℓ1 measure (k = {r.k}); held-out share {r.heldout_share:.2f}')
-    fig.tight_layout(); return fig
+    b.set(xlabel='document', ylabel='ν_z',
+          title=f'ℓ1 measure (k = {r.k}); held-out share {r.heldout_share:.2f}')
+    fig.tight_layout()
+    return fig
 
 def attribution_markdown(rows:list) -> str:
     "Markdown table of `{index, weight, text}` rows."
     cell = lambda s: s.replace('|', '\\|').replace('\n', ' ')[:120]
-    return '\n'.join(['| index | ρ | text |', '|---|---|---|'] + [f"| {r['index']} | {r['weight']:.4g} | {cell(r['text'])} |" for r in rows])
+    lines = [f"| {r['index']} | {r['weight']:.4g} | {cell(r['text'])} |" for r in rows]
+    return '\n'.join(['| index | ρ | text |', '|---|---|---|'] + lines)
+
 
 # %% ../nbs/13_cli.ipynb #ae1d20e0
 def attribute(args) -> dict:
-    "`ias attribute`: trace a steering vector to a corpus; write attribution.json, attribution.md and attribution.png."
+    "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
     from ias_nb.models import load_causal_lm
     corpus = Corpus(args.corpus)
     n = len(corpus)
@@ -156,17 +164,22 @@ def attribute(args) -> dict:
     model, tok = load_causal_lm(args.model, device=check_device(args.device))
     layer = resolve_layer(model, args.layer)
     prompts = read_lines(args.probes) if args.probes else prompt_set('eval_prompts')[:32]
-    if len(prompts) < 2: raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
+    if len(prompts) < 2:
+        raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
-    r = steer_to_documents(model, tok, layer, steering_vector_from(args.vector, model, tok, layer), probes, str(args.corpus),
+    vector = steering_vector_from(args.vector, model, tok, layer)
+    params = None if args.params == 'all' else block_weights(model)
+    r = steer_to_documents(model, tok, layer, vector, probes, str(args.corpus),
                            identity_preconditioner(args.damping), alpha=args.alpha, k=args.k, heldout=heldout,
-                           params=None if args.params == 'all' else block_weights(model), batch_size=args.batch_size, out=args.out / 'scores')
+                           batch_size=args.batch_size, params=params, out=args.out / 'scores')
     ranked = r.top(args.top)
-    top = [dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, picked(str(args.corpus), [i for i, _ in ranked]))]
-    res = dict(top=top, measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
-               share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along,
-               settings=dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model, corpus=str(args.corpus),
-                             n_documents=n, params=args.params, damping=args.damping, precondition='identity (damping-dominated limit)'))
+    texts = picked(str(args.corpus), [i for i, _ in ranked])
+    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model, corpus=str(args.corpus),
+                    n_documents=n, params=args.params, damping=args.damping,
+                    precondition='identity (damping-dominated limit)')
+    res = dict(top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
+               measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
+               share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along, settings=settings)
     if process_group()[0] == 0: _write_attribution(args.out, res, r)
     return res
 
@@ -176,80 +189,127 @@ def _write_attribution(out:Path, res:dict, r:DocumentAttribution):
     (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
     (out / 'attribution.md').write_text(attribution_markdown(res['top']) + '\n')
     attribution_figure(r).savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-    print(attribution_markdown(res['top'])); print(r); print(f"written to {out}")
+    print(attribution_markdown(res['top']))
+    print(r)
+    print(f"written to {out}")
+
 
 # %% ../nbs/13_cli.ipynb #617dabac
 def under_torchrun(argv:list, nproc:int) -> bool:
-    "Relaunch `ias` under `torchrun --nproc_per_node=nproc` (True: done here), or join the process group torchrun set up."
+    "Relaunch `ias` under `torchrun --nproc_per_node=nproc` (True: done), or join torchrun's process group."
     import os, shutil, subprocess
     if 'LOCAL_RANK' in os.environ:
         if not torch.distributed.is_initialized():
             torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
         return False
     if nproc <= 1: return False
-    i = argv.index('--nproc'); rest = argv[:i] + argv[i + 2:]
-    if shutil.which('ias') is None: raise ValueError("--nproc needs the `ias` command on PATH (pip install -e .)")
-    rc = subprocess.call([sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', shutil.which('ias'), *rest])
+    i = argv.index('--nproc')
+    rest = argv[:i] + argv[i + 2:]
+    if shutil.which('ias') is None:
+        raise ValueError("--nproc needs the `ias` command on PATH (pip install -e .)")
+    launch = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', shutil.which('ias')]
+    rc = subprocess.call(launch + rest)
     if rc: raise SystemExit(rc)
     return True
+
 
 # %% ../nbs/13_cli.ipynb #0849b340
 def run_one(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
+    device = check_device(args.device)
     if args.command == 'spectral':
-        e = spectral_experiment(args.model or 'efficientnet-lite0', args.layer or '_blocks.12', n=args.n or 200, device=check_device(args.device))
+        e = spectral_experiment(args.model or 'efficientnet-lite0', args.layer or '_blocks.12', n=args.n or 200,
+                                device=device)
     else:
         from ias_nb.models import load_causal_lm
-        model, tok = load_causal_lm(args.model or 'smollm2', device=check_device(args.device))
-        if args.command == 'detox': e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
+        model, tok = load_causal_lm(args.model or 'smollm2', device=device)
+        if args.command == 'detox':
+            e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
         elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
-        else: e = gamma_depth_experiment(model, tok, n=args.n or 8, layers=args.layer.split(',') if args.layer else None)
+        else:
+            layers = args.layer.split(',') if args.layer else None
+            e = gamma_depth_experiment(model, tok, n=args.n or 8, layers=layers)
     e.settings['command'] = 'ias ' + ' '.join(args.argv)
-    e.save(args.out); print(e.markdown()); print('settings:', e.settings); print(f"written to {args.out}")
+    e.save(args.out)
+    print(e.markdown())
+    print('settings:', e.settings)
+    print(f"written to {args.out}")
     return e
 
+
 # %% ../nbs/13_cli.ipynb #266941bd
-def parser() -> argparse.ArgumentParser:
-    "Argument parser of the `ias` command."
-    p = argparse.ArgumentParser(prog='ias', description='Influence-Aligned Steering: activation steering and training-data influence under one first-order lens.')
-    sub = p.add_subparsers(dest='command', required=True)
-    d = sub.add_parser('demo', help='the main job: reduced runs of every experiment on embedded defaults (no download)')
-    d.add_argument('--seed', type=int, default=0)
-    helps = dict(detox='CAA vs IAS detoxification: toxicity and perplexity', equivalence='first-order equivalence of predicted and actual logit shifts',
-                 layers='γ_v of the detox update at every layer', spectral='spectral vs random directions on an ImageNet model')
-    for name, h in helps.items():
+EXPERIMENT_HELP = dict(
+    detox='CAA vs IAS detoxification: toxicity and perplexity',
+    equivalence='first-order equivalence of predicted and actual logit shifts',
+    layers='γ_v of the detox update at every layer',
+    spectral='spectral vs random directions on an ImageNet model')
+LAYER_HELP = 'layer name, block index, or relative depth in [0, 1]'
+
+def add_experiment_commands(sub):
+    "One sub-command per experiment at full size: detox, equivalence, layers, spectral."
+    for name, h in EXPERIMENT_HELP.items():
         c = sub.add_parser(name, help=h)
-        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2', or a Hugging Face id such as gpt2-medium; spectral: 'efficientnet-lite0' or 'resnet50'")
-        c.add_argument('--layer', help='layer name, block index, or relative depth in [0, 1] (layers: a comma-separated list)')
-        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts (equivalence, layers), random directions (spectral)')
+        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2', or a Hugging Face id "
+                                        "such as gpt2-medium; spectral: 'efficientnet-lite0' or 'resnet50'")
+        c.add_argument('--layer', help=LAYER_HELP + ' (layers: a comma-separated list)')
+        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts '
+                                              '(equivalence, layers), random directions (spectral)')
         if name == 'detox': c.add_argument('--alpha', type=float, default=1.0, help='steering strength')
-    a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus (ρ for each, the ℓ1-minimal measure)')
-    a.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
-    a.add_argument('--layer', required=True, help='layer name, block index, or relative depth in [0, 1]')
-    a.add_argument('--vector', required=True, help='a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), or caa:POSITIVE_FILE,NEGATIVE_FILE')
-    a.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl (a "text" field) file')
-    a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation prompts); half are held out')
+
+def add_attribute_command(sub):
+    "The `attribute` sub-command: a steering vector traced to the documents of a corpus."
+    a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus '
+                                         '(ρ for each, the ℓ1-minimal measure)')
+    a.add_argument('--model', default='smollm2',
+                   help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
+    a.add_argument('--layer', required=True, help=LAYER_HELP)
+    vector_help = ('a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), '
+                   'or caa:POSITIVE_FILE,NEGATIVE_FILE')
+    a.add_argument('--vector', required=True, help=vector_help)
+    a.add_argument('--corpus', required=True, type=Path,
+                   help='.txt (one document per line) or .jsonl (a "text" field)')
+    a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation '
+                                               'prompts); half are held out')
     a.add_argument('--top', type=int, default=20, help='how many documents of largest ρ to list')
-    a.add_argument('--k', type=int, default=8, help='rows of the output sketch: the ℓ1 measure has at most k documents')
+    a.add_argument('--k', type=int, default=8,
+                   help='rows of the output sketch: the ℓ1 measure has at most k documents')
     a.add_argument('--alpha', type=float, default=1.0, help='steering strength')
-    a.add_argument('--damping', type=float, default=1.0, help='λ of the identity preconditioner (H + λI)⁻¹ ≈ I/λ')
-    a.add_argument('--params', choices=['blocks', 'all'], default='blocks', help="θ: the blocks' linear layers (default) or all parameters")
+    a.add_argument('--damping', type=float, default=1.0,
+                   help='λ of the identity preconditioner (H + λI)⁻¹ ≈ I/λ')
+    a.add_argument('--params', choices=['blocks', 'all'], default='blocks',
+                   help="θ: the blocks' linear layers (default) or all parameters")
     a.add_argument('--batch-size', type=int, default=8)
     a.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
+
+def parser() -> argparse.ArgumentParser:
+    "Argument parser of the `ias` command."
+    p = argparse.ArgumentParser(prog='ias', description='Influence-Aligned Steering: activation steering and '
+                                                        'training-data influence under one first-order lens.')
+    sub = p.add_subparsers(dest='command', required=True)
+    d = sub.add_parser('demo', help='the main job: reduced runs of every experiment on embedded defaults '
+                                    '(no download)')
+    d.add_argument('--seed', type=int, default=0)
+    add_experiment_commands(sub)
+    add_attribute_command(sub)
     for c in sub.choices.values():
         c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
-        c.add_argument('--out', type=Path, default=Path('ias-out'), help='directory for tables, figures and report')
+        c.add_argument('--out', type=Path, default=Path('ias-out'),
+                       help='directory for tables, figures and report')
     return p
+
 
 # %% ../nbs/13_cli.ipynb #72fa5739
 def main(argv=None):
     "Console entry point: `ias <command> [options]`."
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv); args.argv = argv
-    import matplotlib; matplotlib.use('Agg')
+    args = parser().parse_args(argv)
+    args.argv = argv
+    import matplotlib
+    matplotlib.use('Agg')
     try:
         if args.command == 'demo': demo(args.out, args.seed, args.device)
         elif args.command == 'attribute':
             if not under_torchrun(argv, args.nproc): attribute(args)
         else: run_one(args)
     except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")
+
