@@ -1,7 +1,7 @@
 """Build the docs site without Quarto: the README's tour (nbs/index.ipynb) as the landing page and every chapter,
-executed and rendered to HTML by nbconvert into _docs/, each page with a sidebar of chapters and its equations
-typeset by KaTeX from the npm registry (no CDN). A notebook that fails to execute fails the build. (nbdev's
-`proc_nbs` output is meant for Quarto, which executes nothing; here the chapters themselves are executed.)
+rendered to HTML by nbconvert into _docs/, each page with a sidebar of chapters and its equations typeset by KaTeX
+from the npm registry (no CDN). Chapters whose committed outputs are current (`.ci/outputs.py`) are rendered from
+them; the others are executed here, and a notebook that fails to execute fails the build.
 
     python .ci/docs.py            # skips `slow` and `gpu` cells (minutes)
     python .ci/docs.py --slow     # also runs the slow cells (adds the SmolLM2 and EfficientNet figures; longer)
@@ -11,6 +11,8 @@ KaTeX is the npm package, unpacked into _katex/ by .ci/run (`npm pack katex@0.16
 import argparse, html, json, os, re, shutil, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).parent))
+from outputs import FAST, stale_chapters
 
 root = Path(__file__).resolve().parents[1]
 KATEX = root / '_katex' / 'package' / 'dist'
@@ -66,10 +68,11 @@ def copy_for_build(nb:Path, src:Path, skip) -> Path:
     (src / nb.name).write_text(json.dumps(d))
     return src / nb.name
 
-def render(nb:Path, out:Path) -> Path:
-    "Execute a notebook and write its HTML; raises on any cell error."
+def render(nb:Path, out:Path, execute:bool=True) -> Path:
+    "Execute a notebook (or take its committed outputs) and write its HTML; raises on any cell error."
     tour = ['--no-prompt'] if nb.stem == 'index' else []   # the landing page reads as a page, not a notebook
-    r = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'html', '--execute', *tour,
+    run = ['--execute'] if execute else []
+    r = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'html', *run, *tour,
                         '--ExecutePreprocessor.timeout=1800', '--TagRemovePreprocessor.remove_input_tags=remove_input',
                         '--output-dir', str(out), str(nb)], capture_output=True, text=True, env=ENV)
     if r.returncode: raise RuntimeError(f"{nb.name} failed to build:\n{r.stderr[-3000:]}")
@@ -125,7 +128,9 @@ def main():
     nbs = [root / 'nbs' / 'index.ipynb'] + sorted(root.glob('nbs/[0-9]*.ipynb'))
     if a.only: nbs = [nb for nb in nbs if nb.stem in a.only]
     copies = [copy_for_build(nb, src, skip) for nb in nbs]
-    with ThreadPoolExecutor(a.workers) as ex: pages = list(ex.map(lambda nb: render(nb, out), copies))
+    fresh = set() if a.slow else set(FAST) - set(stale_chapters())   # committed outputs that are current: not re-run
+    with ThreadPoolExecutor(a.workers) as ex:
+        pages = list(ex.map(lambda nb: render(nb, out, execute=nb.stem not in fresh), copies))
     entries = [(pg.name, title(nb)) for nb, pg in zip(nbs, pages)]
     if nbs[0].stem == 'index': entries[0] = ('index.html', 'ias_nb')
     for pg, (name, text) in zip(pages, entries): pg.write_text(finish(pg.read_text(), entries, name, text))
