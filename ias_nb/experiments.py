@@ -25,9 +25,10 @@ from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, pyth
 __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment',
            'prompt_set', 'toxicity_scorer', 'continuations', 'perplexity', 'probe_prompts', 'detox_update',
            'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden',
-           'text_windows', 'unembedding_basis', 'position_jacobians', 'projected_norms', 'steering_alignment',
-           'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth',
-           'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment', 'plot_spectral']
+           'text_windows', 'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms',
+           'steering_alignment', 'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment',
+           'plot_gamma_depth', 'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment',
+           'plot_spectral']
 
 # %% ../nbs/12_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -207,6 +208,7 @@ def plot_equivalence(predicted:torch.Tensor, actual:torch.Tensor, rows:list, eps
     return fig
 
 # %% ../nbs/12_experiments.ipynb #73139b28
+from torch import Tensor
 from .jacobians import dense_jacobian
 from .linalg import default_rtol
 from .influence import Objective, per_example_grads
@@ -243,6 +245,13 @@ def position_jacobians(cut:Cut, chunk_size:int=64) -> Tensor:
     J = dense_jacobian(f, cut.h.new_zeros(T * d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
     return J.view(B, -1, T * d)
 
+def tied_jacobians(cut:Cut, chunk_size:int=64) -> Tensor:
+    "B×m×d Jacobians of each input's outputs w.r.t. one vector added at every position of that input (d JVPs, shared by the inputs)."
+    B, T, d = cut.h.shape
+    f = lambda u: cut.outputs(delta=u.view(1, 1, d).expand(B, T, d).reshape(-1))
+    J = dense_jacobian(f, cut.h.new_zeros(d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
+    return J.view(B, -1, d)
+
 # %% ../nbs/12_experiments.ipynb #fdef7836
 def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
     "(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative rank tolerance `rtol` (default max(k, n)·eps)."
@@ -252,13 +261,13 @@ def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
     return a.norm(dim=1), (a / torch.where(keep, S, 1)).norm(dim=1)
 
 # %% ../nbs/12_experiments.ipynb #a909227f
-def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None) -> dict:
-    "γ and effort at one layer for a per-position edit of each input, one tied vector per input, and one vector for the whole batch."
-    B = J.shape[0]; d = J.shape[2] // T
-    Jt = J.view(B, J.shape[1], T, d).sum(2)                                      # tied: the same s at every position
+def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None, per_position:bool=True) -> dict:
+    "γ and effort at one layer for a per-position edit of each input (J: B×m×(T·d); else J is tied, B×m×d), one tied vector per input, and one vector for the batch."
+    B = J.shape[0]; d = J.shape[2] // T if per_position else J.shape[2]
+    Jt = J.view(B, J.shape[1], T, d).sum(2) if per_position else J                # tied: the same s at every position
+    modes = dict(position=(J, c, vnorm)) if per_position else {}
     out = {}
-    for name, (Jb, cb, nb) in dict(position=(J, c, vnorm), tied=(Jt, c, vnorm),
-                                   batch=(Jt.reshape(1, -1, d), c.reshape(1, -1), vnorm.norm().view(1))).items():
+    for name, (Jb, cb, nb) in (modes | dict(tied=(Jt, c, vnorm), batch=(Jt.reshape(1, -1, d), c.reshape(1, -1), vnorm.norm().view(1)))).items():
         reached, effort = projected_norms(Jb, cb, rtol)
         out[name] = (reached / nb, effort)
     return out
@@ -270,6 +279,7 @@ def depth_profile(
     batch:dict,                  # equal-length prompts (no padding): input_ids, attention_mask
     targets:dict,                # name → parameter update Δθ (name → tensor)
     rtols:Sequence=(None,),      # rank tolerances; the first is the main one (None: max(m, n)·eps of the Jacobian's dtype)
+    per_position:bool=True,      # also the per-position edit (T·d JVPs per layer; tied alone needs d)
     chunk_size:int=64, progress:bool=True,
 ) -> list: # one dict per (target, layer)
     "γ_v and effort of per-position, per-input tied and batch-tied steering at each layer for the next-token logits at every position."
@@ -280,13 +290,13 @@ def depth_profile(
     body, rows = FinalHidden(model), []
     for layer in tqdm(layers, desc='γ against depth', disable=not progress):
         cut = Cut(body, f'lm.{layer}', batch, mode='per_position', params=[])
-        J = position_jacobians(cut, chunk_size).to(torch.float64).view(B, T, -1, cut.h.shape[1] * cut.h.shape[2])
+        J = (position_jacobians if per_position else tied_jacobians)(cut, chunk_size).to(torch.float64).view(B, T, cut.h.shape[2], -1)
         J = torch.einsum('kd,btdn->btkn', R, J).reshape(B, T * R.shape[0], -1)      # Qᵀ ∂y/∂Δh = R ∂z/∂Δh
         for name, (c, vnorm) in cs.items():
             row = dict(target=name, layer=layer, ceiling=(c.norm(dim=1) / vnorm).median().item())
             for i, rtol in enumerate(rtols):
                 sfx = '' if i == 0 else f'@{rtol:g}'
-                for mode, (g, e) in steering_alignment(J, c, vnorm, T, rtol).items():
+                for mode, (g, e) in steering_alignment(J, c, vnorm, T, rtol, per_position).items():
                     if mode == 'batch': row |= {f'gamma_batch{sfx}': g.item(), f'effort_batch{sfx}': e.item()}
                     else:
                         row |= {f'gamma_{mode}{sfx}': g.median().item(), f'effort_{mode}{sfx}': e.median().item()}
@@ -316,6 +326,7 @@ def gamma_depth_experiment(
     update:Optional[dict]=None,      # the update Δθ (default: `detox_update(model, tok)`)
     rtols:Sequence=(None, 1e-6, 1e-3), # rank tolerances: the first is the main one (None: max(m, n)·eps)
     dtype=torch.float64,             # precision of the model during the run (float64: the rank cut-off is exact)
+    per_position:bool=True,          # also per-position steering (T·d JVPs per layer: for small models)
     progress:bool=True,
 ) -> Experiment:
     "γ_v against depth for the update and for its unembedding part: per-position, per-input tied and batch-tied steering, efforts, and the layer rule."
@@ -327,8 +338,8 @@ def gamma_depth_experiment(
     update = {k: t.to(dtype) for k, t in update.items()}
     targets = {'update': update, 'unembedding part': unembedding_part(update, model)}
     batch = text_windows(tok, n, length)
-    rows = depth_profile(model, layers, batch, targets, rtols, progress=progress)
-    per_prompt = {f"{r['target']} | {r['layer']}": dict(position=r.pop('_gamma_position'), tied=r.pop('_gamma_tied')) for r in rows}
+    rows = depth_profile(model, layers, batch, targets, rtols, per_position, progress=progress)
+    per_prompt = {f"{r['target']} | {r['layer']}": dict(position=r.pop('_gamma_position', None), tied=r.pop('_gamma_tied')) for r in rows}
     for r in rows: r.update(paper_first=PAPER_GAMMA['first'], paper_last=PAPER_GAMMA['last'])
     rules = {}
     for t in targets:
@@ -349,7 +360,7 @@ def plot_gamma_depth(rows:list, title:str=''):
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for j, t in enumerate(dict.fromkeys(r['target'] for r in rows)):
         rs = [r for r in rows if r['target'] == t]; x = np.arange(len(rs))
-        for mode, mk in (('position', 'o'), ('tied', 's'), ('batch', '^')):
+        for mode, mk in [(m, k) for m, k in (('position', 'o'), ('tied', 's'), ('batch', '^')) if f'gamma_{m}' in rs[0]]:
             axs[0].plot(x, [r[f'gamma_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}', label=f'{t}: {mode}')
             axs[1].semilogy(x, [r[f'effort_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}', label=f'{t}: {mode}')
     for ax in axs: ax.set_xticks(x, [r['layer'].split('.')[-1] for r in rs]); ax.set_xlabel('block')
