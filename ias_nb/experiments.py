@@ -28,7 +28,7 @@ __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMM
            'text_windows', 'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms',
            'steering_alignment', 'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment',
            'plot_gamma_depth', 'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment',
-           'plot_spectral']
+           'plot_spectral', 'spectral_seeds']
 
 # %% ../nbs/12_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -454,6 +454,20 @@ def plot_spectral(rows:list, random:np.ndarray, bound:DataChangeBound, spectral_
     axs[1].set(xlabel='bound', ylabel='first-order change', title='held-out inputs'); axs[1].legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/12_experiments.ipynb #f0ed2b89
+def spectral_seeds(
+    runs:Sequence=((0, 3), (1, 3), (2, 3), (0, 0), (0, 7)),  # (training seed, class) pairs
+    n:int=200,                                                 # random directions per run
+    progress:bool=True,
+) -> Experiment:
+    "The spectral experiment over training seeds and classes: each direction's held-out change and z, and the random 95th percentile, per run."
+    rows = []
+    for seed, cls in tqdm(runs, desc='seeds and classes', disable=not progress):
+        e = spectral_experiment(cls=cls, seed=seed, n=n, progress=False); s, m, p, _ = e.rows
+        rows.append(dict(seed=seed, cls=cls, spectral=s['heldout_change'], spectral_z=s['z'], mean_gradient=m['heldout_change'], mean_gradient_z=m['z'],
+                         top_pc=p['heldout_change'], top_pc_z=p['z'], random_q95=s['random_q95'], bound_holds=e.settings['bound_holds']))
+    return Experiment('spectral_seeds', rows, PAPER_SPECTRAL, dict(model='digits CNN (models.digits_cnn)', n_random=n, runs=[list(r) for r in runs]))
 
 # %% ../nbs/12_experiments.ipynb #6ce3d769
 DEMO_SIZES = dict(detox=dict(n=16, max_new_tokens=10, n_probes=4, maxiter=15, ppl_blocks=1),
