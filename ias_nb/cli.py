@@ -60,15 +60,15 @@ def report_html(md:str) -> str:
 
 # %% ../nbs/13_cli.ipynb #783c1ca6
 def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
-    "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0."
+    "(title, run) pairs of the four reduced experiments (SmolLM2, the tiny GPT-2, the digits CNN)."
     from ias_nb.models import load_smollm2
     model, tok = load_smollm2(device=check_device(device))
-    update = detox_update(model, tok)                  # one detox update for all
-    run = lambda f, key, **kw: lambda: f(model, tok, **sizes[key], update=update, **kw)
+    update = detox_update(model, tok)                  # one detox update for detox and equivalence
+    run = lambda f, key: lambda: f(model, tok, **sizes[key], update=update)
     return [('First-order equivalence', run(equivalence_experiment, 'equivalence')),
             ('Detoxification: CAA vs IAS', run(detox_experiment, 'detox')),
-            ('γ_v against depth', run(gamma_depth_experiment, 'gamma_depth')),
-            ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
+            ('γ_v against depth', lambda: gamma_depth_experiment('tiny-gpt2', **sizes['gamma_depth'])),
+            ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral']))]
 
 # %% ../nbs/13_cli.ipynb #ac16f111
 def demo(
@@ -218,17 +218,19 @@ def run_one(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
     device = check_device(args.device)
     if args.command == 'spectral':
-        e = spectral_experiment(args.model or 'efficientnet-lite0', args.layer or '_blocks.12', n=args.n or 200,
-                                device=device)
+        if args.model not in (None, 'digits-cnn'):
+            raise ValueError(f"unknown vision model {args.model!r}: the spectral experiment runs on 'digits-cnn', "
+                             "whose training data ship here")
+        e = spectral_experiment(layer=args.layer or '3', n=args.n or 200)
     else:
         from ias_nb.models import load_causal_lm
-        model, tok = load_causal_lm(args.model or 'smollm2', device=device)
+        model, tok = load_causal_lm(args.model or ('tiny-gpt2' if args.command == 'layers' else 'smollm2'), device=device)
         if args.command == 'detox':
             e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
         elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
         else:
             layers = args.layer.split(',') if args.layer else None
-            e = gamma_depth_experiment(model, tok, n=args.n or 8, layers=layers)
+            e = gamma_depth_experiment(model, tok, n=args.n or 32, layers=layers)
     e.settings['command'] = 'ias ' + ' '.join(args.argv)
     e.save(args.out)
     print(e.markdown())
@@ -241,16 +243,16 @@ def run_one(args) -> Experiment:
 EXPERIMENT_HELP = dict(
     detox='CAA vs IAS detoxification: toxicity and perplexity',
     equivalence='first-order equivalence of predicted and actual logit shifts',
-    layers='γ_v of the detox update at every layer',
-    spectral='spectral vs random directions on an ImageNet model')
+    layers='γ_v of the detox update against depth (tiny GPT-2 in float64 by default)',
+    spectral='spectral direction of Σ from training data vs mean gradient, top PC and random directions (digits CNN)')
 LAYER_HELP = 'layer name, block index, or relative depth in [0, 1]'
 
 def add_experiment_commands(sub):
     "One sub-command per experiment at full size: detox, equivalence, layers, spectral."
     for name, h in EXPERIMENT_HELP.items():
         c = sub.add_parser(name, help=h)
-        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2', or a Hugging Face id "
-                                        "such as gpt2-medium; spectral: 'efficientnet-lite0' or 'resnet50'")
+        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2' (default of layers), or a Hugging Face "
+                                        "id such as gpt2-medium; spectral: 'digits-cnn'")
         c.add_argument('--layer', help=LAYER_HELP + ' (layers: a comma-separated list)')
         c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts '
                                               '(equivalence, layers), random directions (spectral)')

@@ -17,7 +17,7 @@ from .influence import Objective, ihvp, per_example_grads
 # %% auto #0
 __all__ = ['mean_activation', 'mean_activation_operator', 'data_shifts', 'Spectral', 'top_direction', 'spectral_power_iteration',
            'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'null_test_norm', 'null_test',
-           'plot_null_test']
+           'plot_null_test', 'DataChangeBound', 'data_change_bound']
 
 # %% ../nbs/07_spectral.ipynb #bfdebf5c
 def mean_activation(cut:LayerJacobians) -> Callable:
@@ -128,3 +128,23 @@ def plot_null_test(t:NullTest, title:str=''):
     ax.axvline(t.observed, c='C3', lw=2, label=f'spectral: z = {t.z:.2f}, p = {t.p:.4f}')
     ax.set(xlabel='realised change of the class logit', ylabel='count', title=title); ax.legend(fontsize=8); fig.tight_layout()
     return fig
+
+# %% ../nbs/07_spectral.ipynb #14ebd45e
+@dataclass
+class DataChangeBound:
+    "Per input: the largest first-order change of f over data up-weightings of norm ≤ B, and the paper's bound."
+    achievable: Tensor   # B·sqrt(∇_h fᵀ Σ ∇_h f)
+    bound: Tensor        # B·sqrt(λ_max(Σ))·‖∇_h f‖
+
+# %% ../nbs/07_spectral.ipynb #933af3a6
+def data_change_bound(
+    grads:Tensor,   # N×d: ∇_h f(x) for N inputs
+    Sigma:Tensor,   # d×d: Σ = (1/n) Σ_z u_z u_zᵀ
+    budget:float,   # B: norm of the up-weighting w (Δh = Uw/√n)
+) -> DataChangeBound:
+    "B·sqrt(gᵀΣg) (the best data up-weighting of norm ≤ B, at first order) and the paper's B·sqrt(λ_max)‖g‖, per input."
+    if grads.ndim != 2 or Sigma.shape != (grads.shape[1], grads.shape[1]):
+        raise ValueError(f"shape mismatch: `grads` must be N×d and `Sigma` d×d; got {tuple(grads.shape)} and {tuple(Sigma.shape)}")
+    G, S = grads.to(torch.float64), Sigma.to(torch.float64)
+    lam = torch.linalg.eigvalsh(0.5 * (S + S.T))[-1].clamp_min(0)
+    return DataChangeBound(budget * torch.einsum('nd,de,ne->n', G, S, G).clamp_min(0).sqrt(), budget * lam.sqrt() * G.norm(dim=1))
