@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-from .linalg import LinearOperator, angles_from_projection, as_float64, default_rtol, lsqr, orth, projector, randomized_range_finder
+from .linalg import (LinearOperator, angles_from_projection, as_float64, default_rtol, lsqr, orth,
+    projector, randomized_range_finder)
 from .jacobians import LayerJacobians, last_token_logits
 from .duality import ias
 
@@ -31,7 +32,8 @@ def project(
     "Orthogonal projection of the columns of `V` onto the column space of `J_h`."
     if isinstance(J_h, LinearOperator):
         cols = V.T if V.ndim == 2 else V[None]
-        P = torch.stack([J_h.matvec(lsqr(J_h.matvec, J_h.rmatvec, c, atol=atol, btol=atol).x) for c in cols], -1)
+        P = torch.stack([J_h.matvec(lsqr(J_h.matvec, J_h.rmatvec, c, atol=atol, btol=atol).x)
+                         for c in cols], -1)
         return P if V.ndim == 2 else P[:, 0]
     return projector(J_h.to(torch.float64), rtol).to(V) @ V
 
@@ -61,7 +63,8 @@ def input_alignment(
     "γ_v, relative residual and effort of IAS for every input, by one batched SVD (float64)."
     (J, _), (v, _) = as_float64(J_blocks, 'J_blocks'), as_float64(vs, 'vs')
     if J.ndim != 3 or v.shape != J.shape[:2]:
-        raise ValueError(f"shape mismatch: `J_blocks` must be B×m×d and `vs` B×m; got {tuple(J.shape)} and {tuple(v.shape)}")
+        raise ValueError(f"shape mismatch: `J_blocks` must be B×m×d and `vs` B×m; got {tuple(J.shape)} "
+                         f"and {tuple(v.shape)}")
     U, S, _ = torch.linalg.svd(J, full_matrices=False)
     return _alignment_from_svd(U, S, v, rtol)
 
@@ -76,16 +79,18 @@ class SubspaceAlignment:
 # %% ../nbs/04_alignment.ipynb #ff39835c
 def subspace_alignment(
     J_h:Union[Tensor, LinearOperator], # m×d Jacobian, dense or operator
-    directions:Tensor,                 # m×k spanning set of S_θ (e.g. influence vectors I(z→x) as columns)
+    directions:Tensor,                 # m×k spanning set of S_θ (e.g. influence vectors I(z→x))
     rtol:Optional[float]=None,         # rank tolerance for the basis of S_θ
     atol:float=1e-10,                  # LSQR tolerance (operator)
-    rank:Optional[int]=None,           # find S_θ's basis by a randomized range finder of this rank (many directions)
+    rank:Optional[int]=None,           # S_θ's basis by a randomized range finder of this rank
 ) -> SubspaceAlignment:
     "Principal angles between span(`directions`) and Im J_h, with γ_min and γ_max."
     D, _ = as_float64(directions, 'directions')
     if D.ndim != 2 or D.shape[0] != J_h.shape[0]:
-        raise ValueError(f"shape mismatch: `J_h` is {tuple(J_h.shape)} so `directions` must be {J_h.shape[0]}×k, got {tuple(D.shape)}")
-    Q = orth(D, rtol) if rank is None else randomized_range_finder(D, rank, rtol=rtol, generator=torch.Generator(D.device).manual_seed(0))
+        raise ValueError(f"shape mismatch: `J_h` is {tuple(J_h.shape)} so `directions` must be "
+                         f"{J_h.shape[0]}×k, got {tuple(D.shape)}")
+    Q = (orth(D, rtol) if rank is None
+         else randomized_range_finder(D, rank, rtol=rtol, generator=torch.Generator(D.device).manual_seed(0)))
     A = angles_from_projection(Q, project(J_h, Q.to(getattr(J_h, 'dtype', torch.float64)), atol=atol).to(Q))
     return SubspaceAlignment(A, math.cos(A[-1].item()), math.cos(A[0].item()))
 
@@ -110,9 +115,11 @@ def _tied_from_svd(U:Tensor, S:Tensor, Vh:Tensor, v:Tensor, rtol:Optional[float]
 
 # %% ../nbs/04_alignment.ipynb #f5f5faa5
 def layer_stats(cut:LayerJacobians, v:Tensor, rtol:Optional[float]=None, chunk_size:int=64) -> dict:
-    "Alignment statistics of one layer: per-input γ_v quartiles, residual, effort, and the batch (tied) IAS (SVDs in float64, rank tolerance of J's dtype)."
+    """Alignment statistics of one layer: per-input γ_v quartiles, residual, effort, and the batch (tied)
+    IAS (SVDs in float64, rank tolerance of J's dtype)."""
     J = jacobian_blocks(cut, cut.dense('J_h', chunk_size=chunk_size))
-    rtol = default_rtol(J) if rtol is None else rtol      # the rank rule of the Jacobian's own precision (float32 → ~1e-7·max(m, d))
+    # the rank rule of the Jacobian's own precision (float32 → ~1e-7·max(m, d))
+    rtol = default_rtol(J) if rtol is None else rtol
     J, v = J.to(torch.float64), v.to(torch.float64).view(J.shape[:2])
     U, S, Vh = torch.linalg.svd(J, full_matrices=False)
     al = _alignment_from_svd(U, S, v, rtol)
@@ -126,7 +133,7 @@ def layer_sweep(
     model:nn.Module,
     layers:Sequence[str],        # candidate layer names, shallow to deep
     inputs,                      # the prompt batch, as for `LayerJacobians`
-    v:Tensor,                    # target logit shift J_θΔθ for the batch (flattened like the cut's outputs)
+    v:Tensor,                    # target logit shift J_θΔθ of the batch (shaped like the cut's outputs)
     output:Callable=last_token_logits,
     positions=None,              # steered positions (None: all)
     mode:str='tied',             # 'tied' (one vector per input row block) or 'per_position'
@@ -138,7 +145,9 @@ def layer_sweep(
     rows = []
     for layer in tqdm(layers, desc='layer sweep', disable=not progress):
         cut = LayerJacobians(model, layer, inputs, output=output, positions=positions, mode=mode, params=[])
-        if cut.y0.shape != v.shape: raise ValueError(f"shape mismatch: the cut's outputs are {tuple(cut.y0.shape)}, `v` is {tuple(v.shape)}")
+        if cut.y0.shape != v.shape:
+            raise ValueError(f"shape mismatch: the cut's outputs are {tuple(cut.y0.shape)}, `v` is "
+                             f"{tuple(v.shape)}")
         rows.append(layer_stats(cut, v.to(cut.y0), rtol, chunk_size))
     return rows
 
@@ -153,18 +162,26 @@ class LayerChoice:
 def choose_layer(rows:list, target:float=0.7, floor:float=0.5) -> LayerChoice:
     "Smallest layer with median γ_v ≥ target; none ≥ floor → 'steering insufficient, edit weights'."
     for r in rows:
-        if r['gamma_median'] >= target: return LayerChoice(r['layer'], f"first layer with median γ_v ≥ {target} ({r['gamma_median']:.3f})")
+        if r['gamma_median'] >= target:
+            return LayerChoice(r['layer'],
+                               f"first layer with median γ_v ≥ {target} ({r['gamma_median']:.3f})")
     best = max(rows, key=lambda r: r['gamma_median'])
     if best['gamma_median'] < floor:
-        return LayerChoice(None, f"steering insufficient, edit weights: no layer reaches median γ_v ≥ {floor} (best {best['layer']}: {best['gamma_median']:.3f})")
-    return LayerChoice(best['layer'], f"no layer reaches {target}; best median γ_v {best['gamma_median']:.3f} ≥ {floor}")
+        return LayerChoice(None,
+                           f"steering insufficient, edit weights: no layer reaches median γ_v ≥ {floor} "
+                           f"(best {best['layer']}: {best['gamma_median']:.3f})")
+    return LayerChoice(best['layer'],
+                       f"no layer reaches {target}; best median γ_v {best['gamma_median']:.3f} ≥ {floor}")
 
 # %% ../nbs/04_alignment.ipynb #b93a032d
 def format_sweep(rows:list) -> str:
     "The sweep as a text table."
     tied = 'gamma_tied' in rows[0]
-    head = f"{'layer':24} {'median γ_v':>10} {'IQR':>15} {'residual':>9} {'effort':>9}" + (f" {'γ tied':>8}" if tied else '')
-    lines = [head] + [f"{r['layer']:24} {r['gamma_median']:10.4f} {r['gamma_q25']:7.4f}–{r['gamma_q75']:.4f} {r['residual']:9.4f} {r['effort']:9.4g}"
+    head = (f"{'layer':24} {'median γ_v':>10} {'IQR':>15} {'residual':>9} {'effort':>9}"
+            + (f" {'γ tied':>8}" if tied else ''))
+    lines = [head] + [f"{r['layer']:24} {r['gamma_median']:10.4f} "
+                      f"{r['gamma_q25']:7.4f}–{r['gamma_q75']:.4f} "
+                      f"{r['residual']:9.4f} {r['effort']:9.4g}"
                       + (f" {r['gamma_tied']:8.4f}" if tied else '') for r in rows]
     return "\n".join(lines)
 
@@ -174,10 +191,13 @@ def plot_sweep(rows:list, title:str='γ_v across layers'):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5)); x = np.arange(len(rows))
     ax.plot(x, [r['gamma_median'] for r in rows], 'o-', label='median γ_v (per input)')
-    ax.fill_between(x, [r['gamma_q25'] for r in rows], [r['gamma_q75'] for r in rows], alpha=0.25, label='IQR')
-    if 'gamma_tied' in rows[0]: ax.plot(x, [r['gamma_tied'] for r in rows], 's--', label='γ of one tied vector (batch)')
+    ax.fill_between(x, [r['gamma_q25'] for r in rows], [r['gamma_q75'] for r in rows], alpha=0.25,
+                    label='IQR')
+    if 'gamma_tied' in rows[0]:
+        ax.plot(x, [r['gamma_tied'] for r in rows], 's--', label='γ of one tied vector (batch)')
     ax.axhline(0.7, c='k', lw=0.8, ls=':'); ax.axhline(0.5, c='r', lw=0.8, ls=':')
-    ax.set_xticks(x, [r['layer'].split('.')[-1] for r in rows]); ax.set(xlabel='layer', ylabel='γ_v', ylim=(0, 1.02), title=title)
+    ax.set_xticks(x, [r['layer'].split('.')[-1] for r in rows])
+    ax.set(xlabel='layer', ylabel='γ_v', ylim=(0, 1.02), title=title)
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -185,7 +205,8 @@ def plot_sweep(rows:list, title:str='γ_v across layers'):
 def text_losses(model:nn.Module, batch:dict) -> Tensor:
     "Each text's mean next-token loss under a Hugging Face causal LM, padding ignored: a vector of N losses."
     ids = batch['input_ids']; am = batch.get('attention_mask', torch.ones_like(ids))
-    tok_loss = nn.functional.cross_entropy(model(**batch).logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction='none')
+    tok_loss = nn.functional.cross_entropy(model(**batch).logits[:, :-1].transpose(1, 2), ids[:, 1:],
+                                           reduction='none')
     mask = (am[:, :-1] * am[:, 1:]).to(tok_loss.dtype)          # a real token predicting a real token
     return (tok_loss * mask).sum(1) / mask.sum(1).clamp_min(1)
 
@@ -205,22 +226,26 @@ def weighted_loss_gradient(
     weights=None,               # w_z, one per text over all batches (None: 1/N each, the mean loss)
     params:Optional[dict]=None, # {name: parameter} θ to differentiate (None: those that require grad)
 ) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
-    "Gradient of a weighted sum of the texts' losses ℓ(z) (`text_losses`), accumulated over the batches in float64."
+    """Gradient of a weighted sum of the texts' losses ℓ(z) (`text_losses`), accumulated over the batches
+    in float64."""
     batches = [batches] if isinstance(batches, dict) else list(batches)
     n = sum(len(b['input_ids']) for b in batches)
-    w = torch.full((n,), 1 / n, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    w = (torch.full((n,), 1 / n, dtype=torch.float64) if weights is None
+         else torch.as_tensor(weights, dtype=torch.float64))
     if w.shape != (n,): raise ValueError(f"shape mismatch: {n} texts but weights of shape {tuple(w.shape)}")
     params = {k: p for k, p in model.named_parameters() if p.requires_grad} if params is None else params
     total, start = {k: torch.zeros_like(p, dtype=torch.float64) for k, p in params.items()}, 0
     with torch.enable_grad(), requiring_grad(list(params.values())):
         for b in batches:
             losses = text_losses(model, b); wb = w[start:start + len(losses)].to(losses); start += len(losses)
-            for k, g in zip(params, torch.autograd.grad(losses @ wb, list(params.values()), allow_unused=True)):
+            for k, g in zip(params, torch.autograd.grad(losses @ wb, list(params.values()),
+                                                        allow_unused=True)):
                 if g is not None: total[k] += g.double()
     return total
 
 # %% ../nbs/04_alignment.ipynb #a5eae3c0
 def damped_gradient_update(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
-    "Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), in each parameter's dtype: name → tensor."
+    """Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), in each parameter's dtype:
+    name → tensor."""
     named = dict(model.named_parameters())
     return {k: (-g / damping).to(named[k].dtype) for k, g in weighted_loss_gradient(model, batch).items()}

@@ -34,7 +34,8 @@ def steering_to_measure(
     "Minimal signed re-weighting of training data whose first-order effect is the steer's shift `t`."
     (G64, _), (t64, dt) = as_float64(G, 'G'), as_float64(t, 't')
     check_rows(G64, t64, 'G', 't')
-    if norm not in ('l1', 'l2', 'ridge'): raise ValueError(f"norm must be 'l1', 'l2' or 'ridge', got {norm!r}")
+    if norm not in ('l1', 'l2', 'ridge'):
+        raise ValueError(f"norm must be 'l1', 'l2' or 'ridge', got {norm!r}")
     if norm == 'ridge':
         nu = G64.T @ torch.linalg.solve(G64 @ G64.T + ridge * torch.eye(len(t64), dtype=torch.float64), t64)
     else:
@@ -52,17 +53,19 @@ def measure_to_steering(
     "IAS vector of the parameter update that the re-weighting `w` induces."
     (G64, _), (w64, dt) = as_float64(G, 'G'), as_float64(w, 'w')
     if G64.ndim != 2 or w64.shape != (G64.shape[1],):
-        raise ValueError(f"shape mismatch: `G` is {tuple(G64.shape)} so `w` needs shape ({G64.shape[1]},), got {tuple(w64.shape)}")
+        raise ValueError(f"shape mismatch: `G` is {tuple(G64.shape)} so `w` needs shape ({G64.shape[1]},), "
+                         f"got {tuple(w64.shape)}")
     return ias(J_h, G64 @ w64).delta_h.to(dt)
 
 # %% ../nbs/06_attribution.ipynb #846f8350
 def rank_examples(
     weights,                # ρ_s(z), one per training example
     k:Optional[int]=None,   # how many to return (None: all)
-    by:str='abs',           # 'abs': largest |ρ_s| first; 'negative': most negative first; 'positive': most positive first
+    by:str='abs',           # 'abs': largest |ρ_s| first; 'negative'/'positive': most negative/positive first
 ) -> Tensor: # indices of training examples
     "Training examples ordered by their weight ρ_s(z): by size, or by signed value (the first `k`)."
-    if by not in ('abs', 'negative', 'positive'): raise ValueError(f"by must be 'abs', 'negative' or 'positive', got {by!r}")
+    if by not in ('abs', 'negative', 'positive'):
+        raise ValueError(f"by must be 'abs', 'negative' or 'positive', got {by!r}")
     w = torch.as_tensor(weights)
     key = {'abs': -w.abs(), 'negative': w, 'positive': -w}[by]
     return torch.argsort(key, stable=True)[:k]

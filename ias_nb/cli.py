@@ -8,8 +8,8 @@ import argparse, json, sys, time
 from pathlib import Path
 import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import (Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment,
-                                gamma_depth_experiment, spectral_experiment, prompt_set)
+from .experiments import (Experiment, DEMO_SIZES, detox_update, detox_experiment,
+    equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
 from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
                              export_gguf)
@@ -26,7 +26,8 @@ __all__ = ['REPORT_STYLE', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'rep
 def check_device(device:str) -> str:
     "`device` if torch can use it here, else a ValueError saying what is available."
     try: dev = torch.device(device)
-    except RuntimeError: raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} is not available here (no CUDA GPU): use --device cpu")
     if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
@@ -77,7 +78,8 @@ def demo(
     device:str='cpu',
     experiments:list=None,     # (title, run) pairs; default: `demo_experiments(DEMO_SIZES, device)`
 ) -> dict:
-    "The main job: the toy walkthrough and reduced runs of the four experiments, printed and written to `out`."
+    """The main job: the toy walkthrough and reduced runs of the four experiments, printed and written to
+    `out`."""
     t0, out = time.time(), Path(out)
     print("== Toy linear network: residual of the best steer vs alignment ==")
     table, paper_gamma, fig = toy_walkthrough(seed=seed, out=out)
@@ -174,8 +176,8 @@ def attribute(args) -> dict:
                            batch_size=args.batch_size, params=params, out=args.out / 'scores')
     ranked = r.top(args.top)
     texts = picked(str(args.corpus), [i for i, _ in ranked])
-    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model, corpus=str(args.corpus),
-                    n_documents=n, params=args.params, damping=args.damping,
+    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model,
+                    corpus=str(args.corpus), n_documents=n, params=args.params, damping=args.damping,
                     precondition='identity (damping-dominated limit)')
     res = dict(top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
                measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],

@@ -15,10 +15,12 @@ from torch import nn, Tensor
 from torch.func import functional_call, jvp, vjp
 from tqdm.auto import tqdm
 from .linalg import cg
-from .jacobians import find_layer, layer_hook, recorded_layer, select_params, flat_params, unflat_params, last_token_logits, forward_ad_attention
+from .jacobians import (find_layer, layer_hook, recorded_layer, select_params, flat_params,
+    unflat_params, last_token_logits, forward_ad_attention)
 from .alignment import text_losses, requiring_grad
 from .attribution import steering_to_measure
-from .steering import lm_batch, padded_batch, pad_id, model_device, absolute_positions, ias_vector, resolve_layer, text_loss_gradient
+from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_positions, ias_vector,
+    resolve_layer, text_loss_gradient)
 
 # %% auto #0
 __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan',
@@ -47,33 +49,43 @@ def _jsonl_documents(path:Path, text_field:str) -> Iterator[str]:
     with open(path, encoding='utf-8') as f:
         for i, l in enumerate(l for l in f if l.strip()):
             row = json.loads(l)
-            if text_field not in row: raise ValueError(f"{path}: line {i} has no field {text_field!r} (fields: {sorted(row)}); pass text_field=")
+            if text_field not in row:
+                raise ValueError(f"{path}: line {i} has no field {text_field!r} (fields: {sorted(row)}); "
+                                 "pass text_field=")
             yield row[text_field]
 
 # %% ../nbs/11_corpus.ipynb #bf641553
 class Corpus:
-    "Documents read lazily and in order from a list of strings, a .txt/.jsonl file or a 🤗 `datasets.Dataset`."
+    """Documents read lazily and in order from a list of strings, a .txt/.jsonl file or a 🤗
+    `datasets.Dataset`."""
     def __init__(self,
         source,                   # sequence of str | path to a .txt or .jsonl file | datasets.Dataset
         text_field:str='text',    # the text's field (.jsonl) or column (Dataset)
         split:str='line',         # .txt: 'line' (each non-blank line) or 'paragraph' (blank-line separated)
     ):
-        if split not in ('line', 'paragraph'): raise ValueError(f"split must be 'line' or 'paragraph', got {split!r}")
+        if split not in ('line', 'paragraph'):
+            raise ValueError(f"split must be 'line' or 'paragraph', got {split!r}")
         if isinstance(source, str) and not source.endswith(('.txt', '.jsonl')):
-            raise ValueError(f"a string corpus must be a path ending in .txt or .jsonl, got {source[:60]!r}; pass documents as a list of strings")
+            raise ValueError(f"a string corpus must be a path ending in .txt or .jsonl, got {source[:60]!r}; "
+                             "pass documents as a list of strings")
         if isinstance(source, (str, Path)):
             source = Path(source)
-            if source.suffix not in ('.txt', '.jsonl'): raise ValueError(f"corpus files must end in .txt or .jsonl, got {source.name!r}")
+            if source.suffix not in ('.txt', '.jsonl'):
+                raise ValueError(f"corpus files must end in .txt or .jsonl, got {source.name!r}")
             if not source.exists(): raise ValueError(f"corpus file {source} does not exist")
         elif hasattr(source, 'column_names') and text_field not in source.column_names:
-            raise ValueError(f"the dataset has no column {text_field!r} (columns: {source.column_names}); pass text_field=")
-        elif iter(source) is source: raise ValueError("a corpus is read more than once (CG streams it at every product): pass a list, a file or a Dataset, not an iterator or generator")
+            raise ValueError(f"the dataset has no column {text_field!r} (columns: {source.column_names}); "
+                             "pass text_field=")
+        elif iter(source) is source:
+            raise ValueError("a corpus is read more than once (CG streams it at every product): pass a list, "
+                             "a file or a Dataset, not an iterator or generator")
         self.source, self.text_field, self.split, self._n = source, text_field, split, None
 
     def __iter__(self) -> Iterator[str]:
         src = self.source
         if isinstance(src, Path):
-            yield from (_jsonl_documents(src, self.text_field) if src.suffix == '.jsonl' else _txt_documents(src, self.split))
+            yield from (_jsonl_documents(src, self.text_field) if src.suffix == '.jsonl'
+                        else _txt_documents(src, self.split))
         elif hasattr(src, 'column_names'): yield from (row[self.text_field] for row in src)
         else:
             for i, d in enumerate(src):
@@ -81,7 +93,9 @@ class Corpus:
                 yield d
 
     def __len__(self) -> int:
-        if self._n is None: self._n = len(self.source) if hasattr(self.source, '__len__') and not isinstance(self.source, Path) else sum(1 for _ in self)
+        if self._n is None:
+            self._n = (len(self.source) if hasattr(self.source, '__len__')
+                       and not isinstance(self.source, Path) else sum(1 for _ in self))
         return self._n
 
 def as_corpus(docs, text_field:str='text', split:str='line') -> Corpus:
@@ -102,7 +116,8 @@ def token_ids(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> l
     return [ids[:max_length] for ids in tokenizer(list(docs))['input_ids']]
 
 def rank_batches(lengths:Sequence[int], batch_size:int, rank:int=0, world:int=1) -> list:
-    "This rank's batches of document indices: documents of ≥ 2 tokens, longest first, every `world`-th from `rank`."
+    """This rank's batches of document indices: documents of ≥ 2 tokens, longest first, every `world`-th
+    from `rank`."""
     order = sorted((i for i, n in enumerate(lengths) if n >= 2), key=lambda i: -lengths[i])[rank::world]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -116,19 +131,25 @@ def _unknown_name(model:nn.Module, name:str, named:dict) -> ValueError:
     return ValueError(f"{type(model).__name__} has no parameter named {name!r}; closest names: {close}")
 
 def stacked_query(model:nn.Module, queries:Sequence[dict]) -> dict:
-    "name → k×(parameter shape) float64 stack of `queries` (a missing entry is zero), after checking names and shapes."
+    """name → k×(parameter shape) float64 stack of `queries` (a missing entry is zero), after checking
+    names and shapes."""
     named, out, seen = _parameter_names(model), {}, {}
     for name in dict.fromkeys(n for q in queries for n in q):
         if name not in named: raise _unknown_name(model, name, named)
         p = named[name]
-        if id(p) in seen: raise ValueError(f"query names {seen[id(p)]!r} and {name!r} are the same (tied) parameter: give it once")
+        if id(p) in seen:
+            raise ValueError(f"query names {seen[id(p)]!r} and {name!r} are the same (tied) parameter: give "
+                             "it once")
         seen[id(p)] = name
         rows = [torch.as_tensor(q[name]) if name in q else torch.zeros(p.shape) for q in queries]
         for r in rows:
-            if tuple(r.shape) != tuple(p.shape): raise ValueError(f"shape mismatch: query[{name!r}] has shape {tuple(r.shape)}, the parameter has shape {tuple(p.shape)}")
+            if tuple(r.shape) != tuple(p.shape):
+                raise ValueError(f"shape mismatch: query[{name!r}] has shape {tuple(r.shape)}, the parameter "
+                                 f"has shape {tuple(p.shape)}")
             if not torch.isfinite(r).all(): raise ValueError(f"query[{name!r}] contains NaN or Inf")
         out[name] = torch.stack(rows).to(device=p.device, dtype=torch.float64)
-    if not out: raise ValueError("the query is empty: give {parameter name: tensor} for at least one parameter")
+    if not out:
+        raise ValueError("the query is empty: give {parameter name: tensor} for at least one parameter")
     return out
 
 # %% ../nbs/11_corpus.ipynb #536f6e6a
@@ -139,14 +160,16 @@ def hooked_kind(module:nn.Module) -> Optional[str]:
     "'linear', 'conv1d' or 'embedding' for modules whose parameter gradients hooks can read, else None."
     if isinstance(module, nn.Linear): return 'linear'
     if Conv1D and isinstance(module, Conv1D): return 'conv1d'
-    if isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq: return 'embedding'
+    if isinstance(module, nn.Embedding) and module.max_norm is None and not module.scale_grad_by_freq:
+        return 'embedding'
     return None
 
 @dataclass
 class QueryPlan:
     "How each stacked query entry is read: by hooks on a module, or by a JVP."
     k: int                                        # number of queries
-    hooked: dict = field(default_factory=dict)    # module → dict(kind, weight=k×out×in or None, bias=k×out or None)
+    # module → dict(kind, weight=k×out×in or None, bias=k×out or None)
+    hooked: dict = field(default_factory=dict)
     other: dict = field(default_factory=dict)     # parameter name → k×shape tangent, for the JVP
 
 def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
@@ -158,34 +181,44 @@ def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
     plan = QueryPlan(k=len(queries))
     for name, q in Q.items():
         mods = owners[id(named[name])]
-        if not all(hooked_kind(m) and attr in ('weight', 'bias') for m, attr in mods): plan.other[name] = q; continue
+        if not all(hooked_kind(m) and attr in ('weight', 'bias') for m, attr in mods):
+            plan.other[name] = q
+            continue
         for m, attr in mods:
-            w = q.transpose(1, 2) if hooked_kind(m) == 'conv1d' and attr == 'weight' else q   # Conv1D stores W as in×out
+            # Conv1D stores W as in×out
+            w = q.transpose(1, 2) if hooked_kind(m) == 'conv1d' and attr == 'weight' else q
             plan.hooked.setdefault(m, dict(kind=hooked_kind(m), weight=None, bias=None))[attr] = w
     return plan
 
 # %% ../nbs/11_corpus.ipynb #99446990
 @contextmanager
 def recorded_calls(modules:Sequence[nn.Module]):
-    "Context collecting (module, input, output) of every call of `modules`; hooks removed on exit, also after an exception."
+    """Context collecting (module, input, output) of every call of `modules`; hooks removed on exit, also
+    after an exception."""
     calls = []
     with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
 
 def _linear_terms(spec:dict, a:Tensor, delta:Tensor) -> Tensor:
-    "k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; per-token products and all sums in float64."
-    B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)     # the layer-width contraction in the model's precision
+    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; per-token products and all sums in
+    float64."""
+    # the layer-width contraction in the model's precision
+    B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)
     a, delta = a.reshape(B, -1, a.shape[-1]).to(wd), delta.reshape(B, -1, delta.shape[-1]).to(wd)
     W, b, s = spec['weight'], spec['bias'], 0
-    if W is not None:     # contract over the larger side first: memory k·B·T·min(in, out), no B×T×out float64 copy
+    # contract over the larger side first: memory k·B·T·min(in, out), no B×T×out float64 copy
+    if W is not None:
         Wd = spec.setdefault(('weight', wd), W.to(wd))
-        if W.shape[2] <= W.shape[1]: s = (torch.einsum('bto,koi->kbti', delta, Wd).double() * a.double()[None]).sum((2, 3))
-        else:                        s = (torch.einsum('bti,koi->kbto', a, Wd).double() * delta.double()[None]).sum((2, 3))
+        if W.shape[2] <= W.shape[1]:
+            s = (torch.einsum('bto,koi->kbti', delta, Wd).double() * a.double()[None]).sum((2, 3))
+        else:
+            s = (torch.einsum('bti,koi->kbto', a, Wd).double() * delta.double()[None]).sum((2, 3))
     if b is not None: s = s + b @ delta.sum(1, dtype=torch.float64).T
     return s
 
 def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor) -> Tensor:
     "k×B: Σ_t ⟨Q_E[i_t], δ_t⟩ for one call of an embedding (no gradient at padding_idx)."
-    keep = (ids != module.padding_idx) if module.padding_idx is not None else torch.ones_like(ids, dtype=torch.bool)
+    keep = ((ids != module.padding_idx) if module.padding_idx is not None
+            else torch.ones_like(ids, dtype=torch.bool))
     rows = spec['weight'][:, ids]                             # k×B×T×d
     return (rows * (delta.double() * keep[..., None])[None]).sum((2, 3))
 
@@ -193,11 +226,14 @@ def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor) -
 def _check_losses(losses:Tensor, index:Sequence[int]):
     "A ValueError naming the first document whose loss is not finite."
     bad = (~torch.isfinite(losses)).nonzero()
-    if len(bad): raise ValueError(f"document {index[bad[0, 0]]} has a non-finite loss ({losses[bad[0, 0]].item()}); check it and the model's weights/dtype")
+    if len(bad):
+        raise ValueError(f"document {index[bad[0, 0]]} has a non-finite loss ({losses[bad[0, 0]].item()}); "
+                         "check it and the model's weights/dtype")
 
 def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int]) -> Tensor:
     "k×B scores from the layers in `plan.hooked`: one forward, one backward of the summed losses."
-    if not plan.hooked: return torch.zeros(plan.k, len(index), dtype=torch.float64, device=batch['input_ids'].device)
+    if not plan.hooked:
+        return torch.zeros(plan.k, len(index), dtype=torch.float64, device=batch['input_ids'].device)
     with torch.enable_grad(), requiring_grad([p for m in plan.hooked for p in m.parameters(recurse=False)]), \
          recorded_calls(list(plan.hooked)) as calls:
         losses = text_losses(model, batch)
@@ -207,30 +243,37 @@ def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[in
     for (m, a, out), d in zip(calls, deltas):
         if d is None: continue
         spec = plan.hooked[m]
-        s = s + (_embedding_terms(spec, m, a, d) if spec['kind'] == 'embedding' else _linear_terms(spec, a, d))
+        s = (s + (_embedding_terms(spec, m, a, d) if spec['kind'] == 'embedding'
+                  else _linear_terms(spec, a, d)))
     return s + torch.zeros(plan.k, len(index), dtype=torch.float64, device=losses.device)
 
 @contextmanager
 def forward_mode_ready(model:nn.Module):
-    "Context in which forward-mode AD runs through `model`: PyTorch's composite (math) attention kernel, or eager attention."
+    """Context in which forward-mode AD runs through `model`: PyTorch's composite (math) attention kernel, or
+    eager attention."""
     from torch.nn.attention import sdpa_kernel, SDPBackend
     impl = getattr(getattr(model, 'config', None), '_attn_implementation', None)
-    with sdpa_kernel(SDPBackend.MATH), (forward_ad_attention(model) if impl not in (None, 'eager', 'sdpa') else nullcontext()): yield
+    with sdpa_kernel(SDPBackend.MATH), (forward_ad_attention(model) if impl not in (None, 'eager', 'sdpa')
+                                        else nullcontext()):
+        yield
 
 def jvp_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int]) -> Tensor:
-    "k×B scores from the parameters in `plan.other`: d/dε ℓ(z; θ + εQ) by one forward-mode pass per query."
+    """k×B scores from the parameters in `plan.other`: d/dε ℓ(z; θ + εQ) by one forward-mode pass per
+    query."""
     named = _parameter_names(model)
     theta = {n: named[n].detach() for n in plan.other}
     losses = lambda p: text_losses(lambda **b: functional_call(model, p, (), b), batch)
     rows = []
     with forward_mode_ready(model):
         for j in range(plan.k):
-            value, tangent = jvp(losses, (theta,), ({n: q[j].to(theta[n].dtype) for n, q in plan.other.items()},))
+            value, tangent = jvp(losses, (theta,),
+                                 ({n: q[j].to(theta[n].dtype) for n, q in plan.other.items()},))
             _check_losses(value, index); rows.append(tangent.double())
     return torch.stack(rows)
 
 def batch_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int]) -> Tensor:
-    "k×B scores ⟨Q_j, ∇θ ℓ(z)⟩ of one left-padded batch of documents (`index`: their corpus indices, for errors)."
+    """k×B scores ⟨Q_j, ∇θ ℓ(z)⟩ of one left-padded batch of documents
+    (`index`: their corpus indices, for errors)."""
     s = hooked_scores(model, batch, plan, index)
     return s + jvp_scores(model, batch, plan, index) if plan.other else s
 
@@ -238,7 +281,8 @@ def batch_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int
 def process_group() -> tuple:
     "(rank, world size) of the initialised torch.distributed process group, else (0, 1)."
     dist = torch.distributed
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    return ((dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized()
+            else (0, 1))
 
 def all_reduce_sum(t:Tensor) -> Tensor:
     "Σ over ranks of `t` (in place; a no-op without a process group)."
@@ -266,7 +310,8 @@ def sha256_tensors(tensors:dict) -> str:
     h = hashlib.sha256()
     for n, t in sorted(tensors.items()):
         t = t.detach().cpu().contiguous()
-        h.update(f'{n}{tuple(t.shape)}{t.dtype}'.encode()); h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        h.update(f'{n}{tuple(t.shape)}{t.dtype}'.encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return h.hexdigest()
 
 # %% ../nbs/11_corpus.ipynb #dc514fcd
@@ -275,10 +320,13 @@ class ShardStore:
     def __init__(self, folder, settings:dict):
         self.folder, self.settings = Path(folder), settings
         self.manifest = self.folder / 'manifest.json'
-        m = json.loads(self.manifest.read_text()) if self.manifest.exists() else dict(settings=settings, shards={})
+        m = (json.loads(self.manifest.read_text()) if self.manifest.exists()
+             else dict(settings=settings, shards={}))
         if m['settings'] != settings:
-            diff = sorted(k for k in settings.keys() | m['settings'].keys() if settings.get(k) != m['settings'].get(k))
-            raise ValueError(f"{self.folder} holds scores computed with other settings ({diff} differ): use a new folder or delete it")
+            diff = sorted(k for k in settings.keys() | m['settings'].keys()
+                          if settings.get(k) != m['settings'].get(k))
+            raise ValueError(f"{self.folder} holds scores computed with other settings ({diff} differ): use "
+                             "a new folder or delete it")
         self.shards = m['shards']
 
     def load(self, i:int, docs:Sequence[str]) -> Optional[Tensor]:
@@ -286,7 +334,8 @@ class ShardStore:
         rec = self.shards.get(str(i))
         if rec is None: return None
         if rec['sha256'] != sha256_texts(docs) or rec['n'] != len(docs):
-            raise ValueError(f"shard {i} in {self.folder} was scored on other documents: the corpus changed; use a new folder")
+            raise ValueError(f"shard {i} in {self.folder} was scored on other documents: the corpus changed; "
+                             "use a new folder")
         from safetensors.torch import load_file
         return load_file(str(self.folder / rec['file']))['scores']
 
@@ -298,7 +347,8 @@ class ShardStore:
         save_file({'scores': scores.detach().cpu().contiguous()}, str(self.folder / f'.{name}.tmp'))
         os.replace(self.folder / f'.{name}.tmp', self.folder / name)
         self.shards[str(i)] = dict(file=name, n=len(docs), sha256=sha256_texts(docs))
-        (self.folder / '.manifest.tmp').write_text(json.dumps(dict(settings=self.settings, shards=self.shards), indent=1))
+        text = json.dumps(dict(settings=self.settings, shards=self.shards), indent=1)
+        (self.folder / '.manifest.tmp').write_text(text)
         os.replace(self.folder / '.manifest.tmp', self.manifest)
 
 # %% ../nbs/11_corpus.ipynb #6ac531bd
@@ -308,13 +358,17 @@ def shard_scores(model:nn.Module, tokenizer, docs:Sequence[str], start:int, plan
     rank, world = process_group()
     ids = token_ids(tokenizer, docs, max_length); lengths = [len(x) for x in ids]
     short = [start + i for i, n in enumerate(lengths) if n < 2]
-    if short and rank == 0: warnings.warn(f"documents {short[:10]}{' …' if len(short) > 10 else ''} have fewer than two tokens: no next-token loss, score 0")
+    if short and rank == 0:
+        warnings.warn(f"documents {short[:10]}{' …' if len(short) > 10 else ''} have fewer than two "
+                      "tokens: no next-token loss, score 0")
     pad = pad_id(tokenizer)
     device = model_device(model)
     mine = rank_batches(lengths, batch_size, rank, world)
     try:
-        local = [batch_scores(model, padded_batch([ids[i] for i in b], pad, 'left', device), plan, [start + i for i in b]) for b in _progress(mine, bar, world)]
-        local, error = torch.cat(local, 1) if local else torch.zeros(plan.k, 0, dtype=torch.float64, device=device), None
+        local = [batch_scores(model, padded_batch([ids[i] for i in b], pad, 'left', device), plan,
+                              [start + i for i in b]) for b in _progress(mine, bar, world)]
+        local = torch.cat(local, 1) if local else torch.zeros(plan.k, 0, dtype=torch.float64, device=device)
+        error = None
     except Exception as e: error = e
     _raise_together(error, device)
     out = torch.zeros(plan.k, len(docs), dtype=torch.float64, device=device)
@@ -324,10 +378,12 @@ def shard_scores(model:nn.Module, tokenizer, docs:Sequence[str], start:int, plan
     return out
 
 def _raise_together(error:Optional[Exception], device):
-    "Re-raise `error`; under a process group every rank raises when one does (instead of waiting forever in a collective)."
+    """Re-raise `error`; under a process group every rank raises when one does
+    (instead of waiting forever in a collective)."""
     if process_group()[1] > 1:
         failed = all_reduce_sum(torch.tensor([float(error is not None)], device=device)).item()
-        if failed and error is None: raise RuntimeError(f"{int(failed)} other rank(s) failed on this shard: see their error")
+        if failed and error is None:
+            raise RuntimeError(f"{int(failed)} other rank(s) failed on this shard: see their error")
     if error is not None: raise error
 
 def _progress(batches:list, bar, world:int):
@@ -343,35 +399,44 @@ def document_scores(
     query,                        # {parameter name: tensor}, or a list of k such dicts
     batch_size:int=8,             # documents per forward/backward pass
     shard_size:int=1024,          # documents held in memory (and written to `out`) at once
-    max_length:Optional[int]=None,# truncate documents to this many tokens (default: the model's context length)
-    out=None,                     # folder for per-shard scores and a manifest: an interrupted run resumes there
+    max_length:Optional[int]=None,# truncate documents to this many tokens (default: the model's context)
+    out=None,                     # folder for per-shard scores and a manifest: a stopped run resumes there
     progress:bool=True,           # tqdm progress bar (rank 0)
     text_field:str='text', split:str='line', # how to read files and datasets (see `Corpus`)
 ) -> Tensor: # N scores ⟨query, ∇θ ℓ(z)⟩ (k×N for k queries), float64, in corpus order
-    "Score every document z of a corpus against a query: ⟨query, ∇θ ℓ(z)⟩, ℓ(z) its mean next-token loss."
+    """Score every document z of a corpus against a query: ⟨query, ∇θ ℓ(z)⟩, ℓ(z) its mean
+    next-token loss."""
     corpus = as_corpus(docs, text_field, split)
     queries = [query] if isinstance(query, dict) else list(query)
-    if not queries: raise ValueError("no query: give a dict {parameter name: tensor} or a non-empty list of them")
+    if not queries:
+        raise ValueError("no query: give a dict {parameter name: tensor} or a non-empty list of them")
     plan = query_plan(model, queries)
     n = len(corpus)
     if n == 0: raise ValueError("empty corpus: there are no documents to score")
     max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
-    store = None if out is None else ShardStore(out, dict(shard_size=shard_size, max_length=max_length, k=len(queries),
-        model=sha256_tensors(dict(model.named_parameters())),
-        query=sha256_tensors({f'{j}:{name}': torch.as_tensor(t) for j, q in enumerate(queries) for name, t in q.items()})))
+    store = None if out is None else ShardStore(out, dict(shard_size=shard_size, max_length=max_length,
+        k=len(queries), model=sha256_tensors(dict(model.named_parameters())),
+        query=sha256_tensors({f'{j}:{name}': torch.as_tensor(t)
+                              for j, q in enumerate(queries) for name, t in q.items()})))
     rank, world = process_group(); results = []
-    with torch.no_grad(), tqdm(total=n, disable=not progress or rank != 0, desc='scoring documents', unit='doc') as bar:
+    with torch.no_grad(), tqdm(total=n, disable=not progress or rank != 0, desc='scoring documents',
+                               unit='doc') as bar:
         for i, start, shard in shards(corpus, shard_size):
             done = store.load(i, shard) if store else None
-            if done is not None: bar.update(len(shard)); results.append(done.to(model_device(model))); continue
+            if done is not None:
+                bar.update(len(shard))
+                results.append(done.to(model_device(model)))
+                continue
             results.append(shard_scores(model, tokenizer, shard, start, plan, batch_size, max_length, bar))
             if store and rank == 0: store.save(i, shard, results[-1])
     scores = torch.cat(results, 1)
     return scores[0] if isinstance(query, dict) else scores
 
 # %% ../nbs/11_corpus.ipynb #95969cc8
-def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str], alpha:float=1.0) -> Tensor:
-    "t = α J_h(x) s for every probe x: the first-order shift of its last-token logits (probes × vocabulary)."
+def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str],
+                alpha:float=1.0) -> Tensor:
+    """t = α J_h(x) s for every probe x: the first-order shift of its last-token logits
+    (probes × vocabulary)."""
     from ias_nb.steering import steer
     layer = resolve_layer(model, layer)
     batch = lm_batch(tokenizer, list(probes), model_device(model))
@@ -379,7 +444,8 @@ def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[s
     def logits(eps):
         with steer(model, layer, eps * s): return last_token_logits(model(**batch))
     with forward_mode_ready(model):
-        return jvp(logits, (torch.zeros((), dtype=p.dtype, device=p.device),), (torch.tensor(float(alpha), dtype=p.dtype, device=p.device),))[1].detach()
+        return jvp(logits, (torch.zeros((), dtype=p.dtype, device=p.device),),
+                   (torch.tensor(float(alpha), dtype=p.dtype, device=p.device),))[1].detach()
 
 # %% ../nbs/11_corpus.ipynb #f85d159d
 def readout_query(
@@ -388,7 +454,8 @@ def readout_query(
     r:Tensor,                   # a read-out of their last-token logits (probes × vocabulary), held fixed
     params=None,                # parameters to return (see `select_params`); None: all
 ) -> dict: # q = J_θᵀ r, name → tensor
-    "The gradient of a fixed read-out of the probes' logits: q = ∇θ Σ_x ⟨r_x, y_θ(x)⟩ (one backward pass)."
+    """The gradient of a fixed read-out of the probes' logits: q = ∇θ Σ_x ⟨r_x, y_θ(x)⟩
+    (one backward pass)."""
     chosen = select_params(model, params)
     with torch.enable_grad(), requiring_grad(list(chosen.values())):
         f = (last_token_logits(model(**lm_batch(tokenizer, list(probes), model_device(model)))) * r).sum()
@@ -405,7 +472,8 @@ def steer_query(
     params=None,                # parameters to return (see `select_params`); None: all
 ) -> dict: # q = J_θᵀ t, name → tensor
     "The steer's functional gradient q = ∇θ Σ_x ⟨t_x, y_θ(x)⟩, t_x = α J_h(x) s held fixed."
-    return readout_query(model, tokenizer, probes, steer_shift(model, tokenizer, layer, vector, probes, alpha), params)
+    t = steer_shift(model, tokenizer, layer, vector, probes, alpha)
+    return readout_query(model, tokenizer, probes, t, params)
 
 # %% ../nbs/11_corpus.ipynb #7eb532e6
 @dataclass
@@ -415,7 +483,8 @@ class IdentityPreconditioner:
     def __call__(self, g:dict) -> dict: return {n: t / self.damping for n, t in g.items()}
 
 def _check_damping(damping:float):
-    if not damping > 0: raise ValueError(f"damping must be > 0, got {damping}: (H + λI) needs λ > 0 to be invertible")
+    if not damping > 0:
+        raise ValueError(f"damping must be > 0, got {damping}: (H + λI) needs λ > 0 to be invertible")
 
 def identity_preconditioner(damping:float) -> IdentityPreconditioner:
     "The damping-dominated limit of (H + λI)⁻¹: g ↦ g/λ."
@@ -428,50 +497,65 @@ def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
     with forward_mode_ready(model): _, u = jvp(logits_of, (theta,), (v,))
     logits, pullback = vjp(logits_of, theta)
     am = batch['attention_mask']; real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
-    w = real / real.sum(1, keepdim=True).clamp_min(1)                       # 1/T_z on real next-token positions
+    w = real / real.sum(1, keepdim=True).clamp_min(1)  # 1/T_z on real next-token positions
     p, Ju = logits[:, :-1].detach().softmax(-1), u[:, :-1]
     HJu = torch.zeros_like(logits)
-    HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))  # (diag p − ppᵀ) Ju per token
+    # (diag p − ppᵀ) Ju per token
+    HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))
     return pullback(HJu)[0]
 
 # %% ../nbs/11_corpus.ipynb #439e05cd
 class CGPreconditioner:
-    "g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by CG on streamed products."
-    def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100,
-                 tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None, text_field:str='text', split:str='line', progress:bool=True):
+    """g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by
+    CG on streamed products."""
+    def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8,
+                 maxiter:int=100, tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None,
+                 text_field:str='text', split:str='line', progress:bool=True):
         _check_damping(damping)
-        self.model, self.tokenizer, self.corpus, self.damping = model, tokenizer, as_corpus(docs, text_field, split), damping
-        self.params, self.batch_size, self.maxiter, self.tol, self.shard_size = select_params(model, params), batch_size, maxiter, tol, shard_size
-        self.max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
-        self.records, self.progress = [], progress   # records: one SolveRecord per call (converged, iters, residuals ‖r‖/‖g‖)
+        self.model, self.tokenizer, self.damping = model, tokenizer, damping
+        self.corpus = as_corpus(docs, text_field, split)
+        self.params = select_params(model, params)
+        self.batch_size, self.maxiter, self.tol, self.shard_size = batch_size, maxiter, tol, shard_size
+        self.max_length = (max_length
+                           or getattr(getattr(model, 'config', None), 'max_position_embeddings', None))
+        # records: one SolveRecord per call (converged, iters, residuals ‖r‖/‖g‖)
+        self.records, self.progress = [], progress
 
     def ggn(self, v:dict) -> dict:
         "G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus, in float64."
         theta = {n: p.detach() for n, p in self.params.items()}
         tangent = {n: v[n].to(p.dtype) for n, p in theta.items()}
-        total, count = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64, device=model_device(self.model)), 0
+        total = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64,
+                            device=model_device(self.model))
+        count = 0
         rank, world = process_group()
         pad = pad_id(self.tokenizer)
         for _, _, shard in shards(self.corpus, self.shard_size):
             ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
             for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
-                total += flat_params(batch_ggn(self.model, padded_batch([ids[i] for i in b], pad, 'left', total.device), theta, tangent)).double()
-        if count == 0: raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
+                batch = padded_batch([ids[i] for i in b], pad, 'left', total.device)
+                total += flat_params(batch_ggn(self.model, batch, theta, tangent)).double()
+        if count == 0:
+            raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
         return unflat_params(theta, all_reduce_sum(total) / count)
 
     def __call__(self, g:dict) -> dict:
         "(G + λI)⁻¹g on the chosen parameters; g/λ on any other entry of g."
         like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
         b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
-        with tqdm(desc='CG (one corpus pass each)', unit='product', disable=not self.progress or process_group()[0] != 0) as bar:
+        with tqdm(desc='CG (one corpus pass each)', unit='product',
+                  disable=not self.progress or process_group()[0] != 0) as bar:
             def A(x):
                 bar.update(1); return flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
             rec = cg(A, b, tol=self.tol, maxiter=self.maxiter)
         self.records.append(rec)
-        if not rec.converged: warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual {rec.residuals[-1]:.2e} > tol {self.tol:g}")
+        if not rec.converged:
+            warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual "
+                          f"{rec.residuals[-1]:.2e} > tol {self.tol:g}")
         x = unflat_params(like, rec.x)
-        return {n: (x[n].to(torch.as_tensor(t).dtype) if n in self.params else t / self.damping) for n, t in g.items()} | \
-               {n: x[n].to(p.dtype) for n, p in self.params.items() if n not in g}
+        given = {n: (x[n].to(torch.as_tensor(t).dtype) if n in self.params else t / self.damping)
+                 for n, t in g.items()}
+        return given | {n: x[n].to(p.dtype) for n, p in self.params.items() if n not in g}
 
     @property
     def iterations(self) -> int: return self.records[-1].iters
@@ -480,18 +564,21 @@ class CGPreconditioner:
     @property
     def converged(self) -> bool: return self.records[-1].converged
 
-def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8, maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
+def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8,
+                      maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
     "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
     return CGPreconditioner(model, tokenizer, docs, damping, params, batch_size, maxiter, tol, **kw)
 
 # %% ../nbs/11_corpus.ipynb #d5ce697c
 def conv1d_as_linear(model:nn.Module) -> nn.Module:
-    "A copy of `model` with transformers' Conv1D (y = aW + b, W in×out) replaced by the equal nn.Linear (W out×in)."
+    """A copy of `model` with transformers' Conv1D (y = aW + b, W in×out) replaced by the equal nn.Linear
+    (W out×in)."""
     from transformers.pytorch_utils import Conv1D
     model = copy.deepcopy(model)
     for name, m in list(model.named_modules()):
         if isinstance(m, Conv1D):
-            lin = nn.Linear(*m.weight.shape, bias=m.bias is not None, dtype=m.weight.dtype, device=m.weight.device)
+            lin = nn.Linear(*m.weight.shape, bias=m.bias is not None, dtype=m.weight.dtype,
+                            device=m.weight.device)
             with torch.no_grad():
                 lin.weight.copy_(m.weight.T)
                 if m.bias is not None: lin.bias.copy_(m.bias)
@@ -505,8 +592,9 @@ def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> lis
     if modules is None:
         head = model.get_output_embeddings() if hasattr(model, 'get_output_embeddings') else None
         found = [n for n, m in model.named_modules() if n in lin and m is not head]
-        if not found: raise ValueError("the model has no nn.Linear layer for EK-FAC (transformers' GPT-2 has Conv1D: "
-                                       "pass conv1d_as_linear(model))")
+        if not found:
+            raise ValueError("the model has no nn.Linear layer for EK-FAC (transformers' GPT-2 has Conv1D: "
+                             "pass conv1d_as_linear(model))")
         return found
     bad = [n for n in modules if n not in lin]
     if bad: raise ValueError(f"not nn.Linear layers of the model: " + "; ".join(
@@ -516,12 +604,14 @@ def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> lis
 
 # %% ../nbs/11_corpus.ipynb #f3bab6e6
 def right_padded(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> dict:
-    "Documents as one right-padded batch {'input_ids', 'attention_mask'} (rows are trimmed per batch in `trim_padding`)."
+    """Documents as one right-padded batch {'input_ids', 'attention_mask'}
+    (rows are trimmed per batch in `trim_padding`)."""
     return padded_batch(token_ids(tokenizer, docs, max_length), pad_id(tokenizer), 'right')
 
 class RowsDataset(torch.utils.data.Dataset):
     "Rows of a right-padded batch, the whole corpus repeated `repeats` times."
-    def __init__(self, batch:dict, repeats:int=1): self.batch, self.n, self.repeats = batch, len(batch['input_ids']), repeats
+    def __init__(self, batch:dict, repeats:int=1):
+        self.batch, self.n, self.repeats = batch, len(batch['input_ids']), repeats
     def __len__(self): return self.n * self.repeats
     def __getitem__(self, i): return {k: v[i % self.n] for k, v in self.batch.items()}
 
@@ -533,7 +623,8 @@ def trim_padding(rows:list) -> dict:
 
 # %% ../nbs/11_corpus.ipynb #75c031ce
 def document_task(modules:Sequence[str]):
-    "A kronfluence Task: train loss = each document's mean next-token loss ℓ(z) (GGN-scaled when labels are sampled)."
+    """A kronfluence Task: train loss = each document's mean next-token loss ℓ(z)
+    (GGN-scaled when labels are sampled)."""
     from kronfluence.task import Task
     class DocumentTask(Task):
         def compute_train_loss(self, batch, model, sample=False):
@@ -544,7 +635,8 @@ def document_task(modules:Sequence[str]):
             with torch.no_grad():                                       # labels drawn from the model
                 y = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1).view(logits.shape[:2])
             ce = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction='none')
-            return ((ce * real).sum(1) / real.sum(1).clamp_min(1).sqrt()).sum()   # E[∇∇ᵀ] = GGN of the mean loss
+            # E[∇∇ᵀ] = GGN of the mean loss
+            return ((ce * real).sum(1) / real.sum(1).clamp_min(1).sqrt()).sum()
         def compute_measurement(self, batch, model): return text_losses(model, batch).sum()
         def get_influence_tracked_modules(self): return list(modules)
         def get_attention_mask(self, batch): return batch['attention_mask']
@@ -552,7 +644,8 @@ def document_task(modules:Sequence[str]):
 
 def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int=8,
                   samples:int=1, max_length:Optional[int]=None) -> dict:
-    "kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over documents."
+    """kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over
+    documents."""
     from kronfluence.analyzer import Analyzer, prepare_model
     from kronfluence.arguments import FactorArguments
     from kronfluence.utils.dataset import DataLoaderKwargs
@@ -560,11 +653,14 @@ def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequen
     f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64,
                eigendecomposition_dtype=torch.float64, lambda_dtype=torch.float64)
     with tempfile.TemporaryDirectory() as out:
-        an = Analyzer(analysis_name='ias_nb', model=prepare_model(copy.deepcopy(model), task), task=task,  # it wraps layers in place: a copy
+        # prepare_model wraps layers in place: give it a copy
+        an = Analyzer(analysis_name='ias_nb', model=prepare_model(copy.deepcopy(model), task), task=task,
                       output_dir=out, disable_tqdm=True, disable_model_save=True)
         an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=trim_padding))
-        an.fit_all_factors(factors_name='ekfac', dataset=RowsDataset(right_padded(tokenizer, docs, max_length), samples),
-                           per_device_batch_size=batch_size, factor_args=FactorArguments(strategy='ekfac', **f64),
+        an.fit_all_factors(factors_name='ekfac',
+                           dataset=RowsDataset(right_padded(tokenizer, docs, max_length), samples),
+                           per_device_batch_size=batch_size,
+                           factor_args=FactorArguments(strategy='ekfac', **f64),
                            overwrite_output_dir=True)
         f = an.load_all_factors('ekfac')
     return {n: (f['activation_eigenvectors'][n].double(), f['gradient_eigenvectors'][n].double(),
@@ -572,17 +668,20 @@ def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequen
 
 # %% ../nbs/11_corpus.ipynb #d68f3b27
 class EKFACPreconditioner:
-    "g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer (kronfluence's factors); g/λ on any other entry."
+    """g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer (kronfluence's factors); g/λ on any other
+    entry."""
     def __init__(self, model:nn.Module, factors:dict, damping:float):
         _check_damping(damping)
         self.factors, self.damping = factors, damping
         self.bias = {n: model.get_submodule(n).bias is not None for n in factors}
 
     def layer(self, name:str, G:Tensor) -> Tensor:
-        "Q_S [(Q_Sᵀ G Q_A) ⊘ (Λ + λ)] Q_Aᵀ for one layer's gradient G (out × in, bias as a last column)."
+        """Q_S [(Q_Sᵀ G Q_A) ⊘ (Λ + λ)] Q_Aᵀ for one layer's gradient G
+        (out × in, bias as a last column)."""
         QA, QS, lam = self.factors[name]
         if G.shape != (QS.shape[0], QA.shape[0]):
-            raise ValueError(f"{name}: gradient of shape {tuple(G.shape)}, EK-FAC factors expect {(QS.shape[0], QA.shape[0])} "
+            raise ValueError(f"{name}: gradient of shape {tuple(G.shape)}, EK-FAC factors expect "
+                             f"{(QS.shape[0], QA.shape[0])} "
                              "(out × in, plus a bias column)")
         return QS @ ((QS.T @ G @ QA) / (lam + self.damping)) @ QA.T
 
@@ -593,7 +692,9 @@ class EKFACPreconditioner:
             w, b = n + '.weight', n + '.bias'
             if w not in g: continue
             G = torch.as_tensor(g[w]).double()
-            if bias: G = torch.cat([G, torch.as_tensor(g[b] if b in g else torch.zeros(G.shape[0])).double()[:, None]], 1)
+            if bias:
+                gb = g[b] if b in g else torch.zeros(G.shape[0])
+                G = torch.cat([G, torch.as_tensor(gb).double()[:, None]], 1)
             P = self.layer(n, G)
             out[w] = (P[:, :-1] if bias else P).to(torch.as_tensor(g[w]).dtype)
             if bias and b in g: out[b] = P[:, -1].to(torch.as_tensor(g[b]).dtype)
@@ -608,33 +709,39 @@ def ekfac_preconditioner(
     samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
     max_length:Optional[int]=None,        # truncate documents to this many tokens
 ) -> EKFACPreconditioner:
-    "EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus Gauss–Newton matrix, factors fitted by kronfluence."
+    """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus Gauss–Newton matrix, factors fitted by
+    kronfluence."""
     _check_damping(damping)
     return EKFACPreconditioner(model, ekfac_factors(model, tokenizer, docs, linear_modules(model, modules),
                                                     batch_size, samples, max_length), damping)
 
 # %% ../nbs/11_corpus.ipynb #4ae248f1
 def centred(y:Tensor) -> Tensor:
-    "Logits (… × vocabulary) less their mean over the vocabulary: the shift that changes no probability removed."
+    """Logits (… × vocabulary) less their mean over the vocabulary: the shift that changes no probability
+    removed."""
     return y - y.mean(-1, keepdim=True)
 
 def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
-    "k unit rows of the output-space sketch S (k × t.numel()): t/‖t‖ first, then k−1 centred Gaussian directions."
+    """k unit rows of the output-space sketch S (k × t.numel()): t/‖t‖ first, then k−1 centred
+    Gaussian directions."""
     if k < 1: raise ValueError(f"the sketch needs k ≥ 1 rows, got {k}")
-    R = centred(torch.randn(k - 1, *t.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)).flatten(1)
+    R = centred(torch.randn(k - 1, *t.shape, generator=torch.Generator().manual_seed(seed),
+                            dtype=torch.float64)).flatten(1)
     rows = torch.cat([t.detach().double().cpu().flatten()[None], R])
     return rows / rows.norm(dim=1, keepdim=True)
 
 # %% ../nbs/11_corpus.ipynb #0583e039
-def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable, params=None,
-                   batch_size:int=8) -> dict:
-    "Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents by w."
+def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable,
+                   params=None, batch_size:int=8) -> dict:
+    """Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents
+    by w."""
     g = text_loss_gradient(model, tokenizer, docs, batch_size, weights, select_params(model, params))
     return {n: -x for n, x in precondition(g).items()}
 
 # %% ../nbs/11_corpus.ipynb #161658df
 def update_shift(model:nn.Module, tokenizer, probes:Sequence[str], dtheta:dict) -> Tensor:
-    "J_θΔθ: the first-order shift of the probes' last-token logits (probes × vocabulary) under Δθ (one JVP)."
+    """J_θΔθ: the first-order shift of the probes' last-token logits (probes × vocabulary) under Δθ
+    (one JVP)."""
     named = dict(model.named_parameters())
     theta = {n: named[n].detach() for n in dtheta}
     batch = lm_batch(tokenizer, list(probes), model_device(model))
@@ -643,7 +750,8 @@ def update_shift(model:nn.Module, tokenizer, probes:Sequence[str], dtheta:dict) 
         return jvp(logits, (theta,), ({n: d.to(theta[n]) for n, d in dtheta.items()},))[1].detach()
 
 def shares(t:Tensor, v:Tensor) -> tuple:
-    "(1 − ‖t − v‖/‖t‖, ⟨v, t⟩/‖t‖²) of centred shifts: how much of the steer's shift t a shift v reproduces, how far along t it goes."
+    """(1 − ‖t − v‖/‖t‖, ⟨v, t⟩/‖t‖²) of centred shifts: how much of the steer's shift t
+    a shift v reproduces, how far along t it goes."""
     t, v = centred(t.double()).flatten(), centred(v.double()).flatten()
     return 1 - ((t - v).norm() / t.norm()).item(), ((v @ t) / (t @ t)).item()
 
@@ -659,20 +767,23 @@ def _check_probes(tokenizer, probes:Sequence[str]):
     "A ValueError for no probes, or for probes that tokenize to nothing."
     if not len(probes): raise ValueError("no probes: give at least one probe prompt")
     empty = [p for p, ids in zip(probes, tokenizer(list(probes))['input_ids']) if not len(ids)]
-    if empty: raise ValueError(f"probes {empty[:3]} tokenize to nothing: give prompts with at least one token")
+    if empty:
+        raise ValueError(f"probes {empty[:3]} tokenize to nothing: give prompts with at least one token")
 
 # %% ../nbs/11_corpus.ipynb #c0e6e1fc
 @dataclass
 class DocumentAttribution:
-    "A steer traced to a corpus: the ℓ2 attribution ρ of every document and the ℓ1-minimal signed measure ν."
+    """A steer traced to a corpus: the ℓ2 attribution ρ of every document and the ℓ1-minimal signed
+    measure ν."""
     rho: Tensor             # N: ρ(z) = −⟨q̃, ∇ℓ(z)⟩, the change of f_s per unit up-weighting of z
     indices: list           # documents of the ℓ1 measure ν (its non-zeros), by decreasing |ν_z|
     weights: list           # their signed weights ν_z
     snippets: list          # the beginning of each of those documents
     k: int                  # rows of the output-space sketch S
-    share: float            # 1 − ‖t − Gν‖/‖t‖ on the probes (1: the measure reproduces the steer)
+    share: float  # 1 − ‖t − Gν‖/‖t‖ on the probes (1: the measure reproduces the steer)
     heldout_share: float    # the same on held-out probes (NaN without them)
-    heldout_along: float    # ⟨Gν, t⟩/‖t‖² on held-out probes: how far along the steer the measure moves them
+    # ⟨Gν, t⟩/‖t‖² on held-out probes: how far along the steer the measure moves them
+    heldout_along: float
     settings: dict = field(default_factory=dict)
 
     def top(self, n:int=10) -> list:
@@ -680,8 +791,9 @@ class DocumentAttribution:
         return [(int(i), self.rho[i].item()) for i in torch.argsort(self.rho, descending=True)[:n]]
 
     def __repr__(self):
-        return (f"DocumentAttribution({len(self.rho)} documents; ℓ1 measure on {len(self.indices)} (k = {self.k}); share of t "
-                f"{self.share:.3f}, held out {self.heldout_share:.3f}, along t held out {self.heldout_along:.3f})")
+        return (f"DocumentAttribution({len(self.rho)} documents; ℓ1 measure on {len(self.indices)} "
+                f"(k = {self.k}); share of t {self.share:.3f}, held out {self.heldout_share:.3f}, "
+                f"along t held out {self.heldout_along:.3f})")
 
 # %% ../nbs/11_corpus.ipynb #70a730ee
 def steer_to_documents(
@@ -690,18 +802,20 @@ def steer_to_documents(
     vector,                     # steering vector s (d)
     probes:Sequence[str],       # prompts whose last-token logits define the steer's shift t = α J_h s
     docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
-    precondition:Callable,      # g ↦ (H+λI)⁻¹g on name → tensor dicts (`identity_preconditioner`, `cg_preconditioner`, …)
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g on name → tensor dicts (e.g. `cg_preconditioner`)
     alpha:float=1.0,            # strength α
     k:int=8,                    # sketch rows: the ℓ1 measure has at most k documents
     heldout:Sequence[str]=(),   # held-out probes for the measure's share of t
-    params=None,                # θ the influence acts through: None (all), or names/prefixes — the preconditioner's
+    params=None,                # θ the influence acts through: None (all) or names — the preconditioner's
     batch_size:int=8, seed:int=0, snippet:int=80,
     out=None,                   # folder for resumable per-shard scores (see `document_scores`)
 ) -> DocumentAttribution:
-    "Trace a steer to documents: ρ(z) for each, and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."
+    """Trace a steer to documents: ρ(z) for each, and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row
+    sketch."""
     _check_probes(tokenizer, probes); names = list(select_params(model, params))
     t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
-    if t.norm() == 0: raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
+    if t.norm() == 0:
+        raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
     S = sketch_rows(t, k, seed)
     queries = [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
     SG = -document_scores(model, tokenizer, docs, queries, batch_size=batch_size, out=out).cpu()   # k×N
@@ -712,10 +826,13 @@ def steer_to_documents(
     held = (float('nan'),) * 2
     if len(heldout):
         _check_probes(tokenizer, heldout)
-        held = shares(steer_shift(model, tokenizer, layer, vector, heldout, alpha), update_shift(model, tokenizer, heldout, dtheta))
+        held = shares(steer_shift(model, tokenizer, layer, vector, heldout, alpha),
+                      update_shift(model, tokenizer, heldout, dtheta))
     settings = dict(layer=layer, alpha=alpha, k=k, n_probes=len(probes), n_heldout=len(heldout), seed=seed,
-                    precondition=repr(precondition), n_params=sum(dict(model.named_parameters())[n].numel() for n in names))
-    return DocumentAttribution(SG[0] * t.norm().item(), idx, nu[idx].tolist(), [d[:snippet] for d in texts], k,
+                    precondition=repr(precondition),
+                    n_params=sum(dict(model.named_parameters())[n].numel() for n in names))
+    return DocumentAttribution(SG[0] * t.norm().item(), idx, nu[idx].tolist(),
+                               [d[:snippet] for d in texts], k,
                                shares(t, update_shift(model, tokenizer, probes, dtheta))[0], *held, settings)
 
 # %% ../nbs/11_corpus.ipynb #6e2a1eb5
@@ -729,23 +846,27 @@ def documents_to_steer(
     params=None, batch_size:int=8,
     **kwargs,                   # passed to `ias_vector` (damping, norm, …)
 ):
-    "The IAS vector of a re-weighting of documents, s* = J_h⁺ J_θ Δθ_w, with γ_v, residual and convergence in `meta`."
+    """The IAS vector of a re-weighting of documents, s* = J_h⁺ J_θ Δθ_w, with γ_v, residual and
+    convergence in `meta`."""
     dtheta = measure_update(model, tokenizer, list(docs), weights, precondition, params, batch_size)
     return ias_vector(model, tokenizer, layer, probes, dtheta, **kwargs)
 
 # %% ../nbs/11_corpus.ipynb #7491650f
 def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> list:
-    "`n` paragraphs of Python's help text (`pydoc_data`, ships with every Python), whitespace-normalised: real neutral documents."
+    """`n` paragraphs of Python's help text (`pydoc_data`, ships with every Python), whitespace-normalised:
+    real neutral documents."""
     from pydoc_data.topics import topics
     paras = [' '.join(p.split()) for k in sorted(topics) for p in topics[k].split('\n\n')]
     keep = [p for p in dict.fromkeys(paras) if min_chars <= len(p) <= max_chars and p[0].isalpha()]
-    if len(keep) < n: raise ValueError(f"only {len(keep)} paragraphs of Python's help text fit; ask for n ≤ {len(keep)}")
+    if len(keep) < n:
+        raise ValueError(f"only {len(keep)} paragraphs of Python's help text fit; ask for n ≤ {len(keep)}")
     return keep[:n]
 
 # %% ../nbs/11_corpus.ipynb #f51902bf
 def finetune(model:nn.Module, tokenizer, docs:Sequence[str], steps:int=100, lr:float=1e-3, batch_size:int=8,
              seed:int=0, optimizer:str='sgd') -> nn.Module:
-    "A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW) on random batches of `docs`, loss the mean `text_losses`."
+    """A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW) on random batches of `docs`, loss the
+    mean `text_losses`."""
     model = copy.deepcopy(model).train(); torch.manual_seed(seed)          # the seed also fixes dropout
     opt = (torch.optim.SGD if optimizer == 'sgd' else torch.optim.AdamW)(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
@@ -761,7 +882,8 @@ def precision_at_k(scores, relevant, k:int) -> float:
     top = torch.argsort(torch.as_tensor(scores, dtype=torch.float64), descending=True)[:k]
     return torch.as_tensor(relevant)[top].double().mean().item()
 
-def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], vector, batch_size:int=16) -> Tensor:
+def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], vector,
+                   batch_size:int=16) -> Tensor:
     "Baseline: cosine of each document's mean hidden state at `layer` (padding ignored) with the vector."
     rows, s = [], torch.as_tensor(vector).double().cpu()
     with torch.no_grad():
@@ -777,7 +899,8 @@ def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], ve
 def _mean_ci(x:np.ndarray, seed:int=0) -> tuple:
     "Mean of `x` and its 95% bootstrap interval (scipy, BCa)."
     from scipy.stats import bootstrap
-    ci = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=2000, random_state=seed).confidence_interval
+    ci = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=2000,
+                   random_state=seed).confidence_interval
     return float(x.mean()), float(ci.low), float(ci.high)
 
 def causal_check(
@@ -785,14 +908,16 @@ def causal_check(
     rho,                         # ρ(z) of every document (`DocumentAttribution.rho`)
     heldout:Sequence[str],       # held-out probes where the fine-tuned models' logit shifts are measured
     k:int=20, alpha:float=1.0, steps:int=20, lr:float=1e-2, seeds:Sequence[int]=(0, 1, 2),
-) -> list: # one row per set: cosine of the held-out centred logit shift with t, mean over probes and 95% interval
-    "Fine-tune on the top-k documents by ρ, on k random ones and on the bottom k: which moves held-out logits along the steer?"
+) -> list: # per set: cosine of the held-out centred logit shift with t, mean over probes and 95% interval
+    """Fine-tune on the top-k documents by ρ, on k random ones and on the bottom k: which moves held-out
+    logits along the steer?"""
     t = centred(steer_shift(model, tokenizer, layer, vector, heldout, alpha)).double().cpu()
     batch = lm_batch(tokenizer, list(heldout), model_device(model))
     logits = lambda m: centred(last_token_logits(m(**batch)).detach().double().cpu())
     with torch.no_grad(): y0 = logits(model)
     order = torch.argsort(torch.as_tensor(rho), descending=True)
-    sets = dict(top=lambda s: order[:k], random=lambda s: torch.randperm(len(docs), generator=torch.Generator().manual_seed(s))[:k],
+    sets = dict(top=lambda s: order[:k],
+                random=lambda s: torch.randperm(len(docs), generator=torch.Generator().manual_seed(s))[:k],
                 bottom=lambda s: order[-k:])
     rows = []
     for name, pick in sets.items():

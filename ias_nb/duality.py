@@ -45,7 +45,8 @@ def _dense_ias(J:Tensor, v:Tensor, damping:float, rtol:Optional[float]) -> IASRe
     return IASResult(dh, dual, dh.norm().item(), (v - J @ dh).norm().item(), gamma)
 
 # %% ../nbs/03_duality.ipynb #44c330ac
-def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int], with_gamma:bool=True) -> IASResult:
+def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int],
+                  with_gamma:bool=True) -> IASResult:
     "IAS by LSQR on an operator with matvec (JVP) and rmatvec (VJP)."
     solve = lambda mu: lsqr(op.matvec, op.rmatvec, v, damping=mu, atol=atol, btol=atol, maxiter=maxiter)
     rec = solve(damping)
@@ -54,20 +55,24 @@ def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxite
         dual = (fitted - v) / damping                                  # λ_μ from the normal equations
         gamma = (op.matvec(solve(0.0).x).norm() / v.norm()).item() if with_gamma else math.nan
     else:
-        dual = -lsqr(op.rmatvec, op.matvec, dh, atol=atol, btol=atol, maxiter=maxiter).x  # λ* = −(J_hᵀ)⁺Δh*
+        # λ* = −(J_hᵀ)⁺Δh*
+        dual = -lsqr(op.rmatvec, op.matvec, dh, atol=atol, btol=atol, maxiter=maxiter).x
         gamma = (fitted.norm() / v.norm()).item()
-    return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0) if with_gamma else gamma, rec)
+    return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0) if with_gamma
+                     else gamma, rec)
 
 # %% ../nbs/03_duality.ipynb #eee5fac7
 def as_operator(A) -> LinearOperator:
-    "The library's `LinearOperator` for any object with `.shape`, `.matvec` and `.rmatvec` (scipy's `LinearOperator` included)."
+    """The library's `LinearOperator` for any object with `.shape`, `.matvec` and `.rmatvec`
+    (scipy's `LinearOperator` included)."""
     if isinstance(A, LinearOperator): return A
     if not all(hasattr(A, k) for k in ('shape', 'matvec', 'rmatvec')):
-        raise ValueError(f"`J_h` of type {type(A).__name__} is neither a matrix nor a linear operator: give it .shape, .matvec and .rmatvec")
+        raise ValueError(f"`J_h` of type {type(A).__name__} is neither a matrix nor a linear operator: give "
+                         "it .shape, .matvec and .rmatvec")
     dt = getattr(A, 'dtype', torch.float64)
     dt = dt if isinstance(dt, torch.dtype) else (torch.float32 if str(dt) == 'float32' else torch.float64)
     m, n = (int(k) for k in A.shape)
-    as_t = lambda y, k: torch.as_tensor(y).to(dt).reshape(k)          # numpy or torch results, shape (k,) or (k, 1)
+    as_t = lambda y, k: torch.as_tensor(y).to(dt).reshape(k)  # numpy or torch results, shape (k,) or (k, 1)
     return LinearOperator((m, n), lambda u: as_t(A.matvec(u), m), lambda w: as_t(A.rmatvec(w), n), dt)
 
 # %% ../nbs/03_duality.ipynb #d6857eb7
@@ -78,25 +83,29 @@ def _cast(r:IASResult, dtype) -> IASResult:
 
 # %% ../nbs/03_duality.ipynb #be6771ee
 def ias(
-    J_h,                               # m×d Jacobian ∂y/∂h (Tensor/array), or any operator with .shape, .matvec (JVP), .rmatvec (VJP)
+    J_h,                               # m×d Jacobian ∂y/∂h, or an operator with .matvec, .rmatvec
     v,                                 # m target logit shift J_θΔθ
-    damping:float=0.0,                 # μ ≥ 0, the multiple of I added to F_h = J_hJ_hᵀ (ridge μ‖Δh‖²); 0 gives J_h⁺v
+    damping:float=0.0,                 # μ ≥ 0 added to J_hJ_hᵀ (ridge μ‖Δh‖²); 0: J_h⁺v
     rtol:Optional[float]=None,         # rank tolerance of the dense path (see `orth`)
-    atol:Optional[float]=None,         # LSQR tolerance of the matrix-free path (default 1e-10 in float64, 1e-6 in float32)
+    atol:Optional[float]=None,         # LSQR tolerance (default 1e-10 in float64, 1e-6 in float32)
     maxiter:Optional[int]=None,        # LSQR iteration cap
-    with_gamma:bool=True,              # matrix-free and damped: γ_v needs one more (undamped) LSQR; False skips it (γ = nan)
+    with_gamma:bool=True,              # matrix-free, damped: γ_v costs an undamped LSQR; False: γ = nan
 ) -> IASResult:
     "Influence-aligned steering vector Δh* = J_h⁺v with dual, effort, residual and γ_v."
     if damping < 0: raise ValueError(f"`damping` must be ≥ 0, got {damping}")
     if hasattr(J_h, 'matvec') or isinstance(J_h, LinearOperator):
         J_h = as_operator(J_h)
         v = torch.as_tensor(v).to(J_h.dtype)
-        atol = atol or (1e-10 if J_h.dtype == torch.float64 else 1e-6)     # reachable in the operator's precision
-        if v.shape != (J_h.shape[0],): raise ValueError(f"shape mismatch: operator is {J_h.shape} so `v` needs shape ({J_h.shape[0]},), got {tuple(v.shape)}")
+        # reachable in the operator's precision
+        atol = atol or (1e-10 if J_h.dtype == torch.float64 else 1e-6)
+        if v.shape != (J_h.shape[0],):
+            raise ValueError(f"shape mismatch: operator is {J_h.shape} so `v` needs shape ({J_h.shape[0]},), "
+                             f"got {tuple(v.shape)}")
         return _operator_ias(J_h, v, damping, atol, maxiter, with_gamma)
     (J, dt), (v, _) = as_float64(J_h, 'J_h'), as_float64(v, 'v')
     check_rows(J, v, 'J_h', 'v')
-    if v.ndim != 1: raise ValueError(f"`v` must be a vector of length {J.shape[0]}, got shape {tuple(v.shape)}")
+    if v.ndim != 1:
+        raise ValueError(f"`v` must be a vector of length {J.shape[0]}, got shape {tuple(v.shape)}")
     if v.norm() == 0: raise ValueError("`v` is zero: there is no target shift to reproduce")
     return _cast(_dense_ias(J, v, damping, rtol), dt)
 
@@ -119,5 +128,6 @@ def batch_ias(
     "One steering vector for a batch: IAS of the row-stacked system."
     (Js, _), (vs_, _) = as_float64(J_hs, 'J_hs'), as_float64(vs, 'vs')
     if Js.ndim != 3 or vs_.shape != Js.shape[:2]:
-        raise ValueError(f"shape mismatch: `J_hs` must be B×m×d and `vs` B×m; got {tuple(Js.shape)} and {tuple(vs_.shape)}")
+        raise ValueError(f"shape mismatch: `J_hs` must be B×m×d and `vs` B×m; got {tuple(Js.shape)} and "
+                         f"{tuple(vs_.shape)}")
     return ias(torch.as_tensor(J_hs).flatten(0, 1), torch.as_tensor(vs).flatten(), damping, rtol)

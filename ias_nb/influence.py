@@ -24,7 +24,7 @@ class Objective(ParameterView):
         loss:Callable,          # per-example loss ℓ(output, target) for ONE example (no batch axis)
         X:Tensor, Y:Tensor,     # training inputs and targets
         params:ParamSpec=None,  # which parameters θ (see `select_params`); the rest are frozen
-        l2:float=0.0,           # ridge term (l2/2)‖θ‖² added to the mean loss (part of the training objective)
+        l2:float=0.0,           # ridge (l2/2)‖θ‖² added to the mean loss (part of the objective)
     ):
         if len(X) != len(Y): raise ValueError(f"shape mismatch: X has {len(X)} examples, Y has {len(Y)}")
         self.model, self.loss, self.X, self.Y, self.l2 = model, loss, X, Y, l2
@@ -39,7 +39,8 @@ class Objective(ParameterView):
     def mean_loss(self, theta:Tensor, X:Optional[Tensor]=None, Y:Optional[Tensor]=None) -> Tensor:
         "(1/n)Σ ℓ + (l2/2)‖θ‖² on (X, Y) (default: the training data)."
         X, Y = (self.X, self.Y) if X is None else (X, Y)
-        return vmap(self.example_loss, in_dims=(None, 0, 0))(theta, X, Y).mean() + 0.5 * self.l2 * (theta**2).sum()
+        return (vmap(self.example_loss, in_dims=(None, 0, 0))(theta, X, Y).mean()
+                + 0.5 * self.l2 * (theta**2).sum())
 
 # %% ../nbs/05_influence.ipynb #f8c81b5b
 def hvp(obj:Objective, theta:Optional[Tensor]=None) -> Callable:
@@ -99,7 +100,8 @@ def _dense_ihvp(H:Tensor, g:Tensor, damping:float) -> Tensor:
     A = 0.5 * (H + H.T).to(torch.float64) + damping * torch.eye(P, dtype=torch.float64, device=H.device)
     L, info = torch.linalg.cholesky_ex(A)
     if info.item() != 0:
-        raise ValueError(f"H + {damping}·I is not positive definite: increase the damping or use the Gauss–Newton matrix (`ggn`)")
+        raise ValueError(f"H + {damping}·I is not positive definite: increase the damping or use the "
+                         "Gauss–Newton matrix (`ggn`)")
     return torch.cholesky_solve(g.reshape(P, -1), L).reshape(g.shape)
 
 # %% ../nbs/05_influence.ipynb #e96f03d1
@@ -113,16 +115,20 @@ def ihvp(
     scale:Optional[float]=None,# LiSSA scale s > λ_max(H + λI); default 1.1 × a power-iteration estimate
 ) -> Tensor: # (H + λI)⁻¹ g, in the dtype of g
     "Damped inverse-Hessian-vector product (H + damping·I)⁻¹ g."
-    if method not in ('dense', 'cg', 'lissa'): raise ValueError(f"method must be 'dense', 'cg' or 'lissa', got {method!r}")
+    if method not in ('dense', 'cg', 'lissa'):
+        raise ValueError(f"method must be 'dense', 'cg' or 'lissa', got {method!r}")
     if damping < 0: raise ValueError(f"damping must be ≥ 0, got {damping}")
     g64, dt = as_float64(g, 'g'); P = g64.shape[0]
     if callable(H): Hd, work = None, torch.as_tensor(g)        # model operators run in the model's dtype
     else:
         Hd, _ = as_float64(H, 'H'); work = g64
-        if Hd.shape != (P, P): raise ValueError(f"shape mismatch: H is {tuple(Hd.shape)}, g is {tuple(g64.shape)}: H must be {P}×{P}")
+        if Hd.shape != (P, P):
+            raise ValueError(f"shape mismatch: H is {tuple(Hd.shape)}, g is {tuple(g64.shape)}: H must be "
+                             f"{P}×{P}")
         H = lambda v: Hd.to(v) @ v
     if method == 'dense':
-        return _dense_ihvp(Hd if Hd is not None else _materialise(H, P, work.dtype, work.device), g64, damping).to(dt)
+        return _dense_ihvp(Hd if Hd is not None else _materialise(H, P, work.dtype, work.device), g64,
+                           damping).to(dt)
     Hc = _as_columns(H)
     if method == 'cg': rec = cg(lambda x: Hc(x) + damping * x, work, tol=tol, maxiter=maxiter)
     else:
@@ -131,7 +137,8 @@ def ihvp(
     return rec.x.to(dt)
 
 # %% ../nbs/05_influence.ipynb #297f5ffe
-def per_example_grads(obj:Objective, X:Optional[Tensor]=None, Y:Optional[Tensor]=None, chunk_size:int=256) -> Tensor:
+def per_example_grads(obj:Objective, X:Optional[Tensor]=None, Y:Optional[Tensor]=None,
+                      chunk_size:int=256) -> Tensor:
     "n×P matrix of per-example gradients ∇_θ ℓ(z_i) (vmap over examples, in chunks)."
     X, Y = (obj.X, obj.Y) if X is None else (X, Y)
     return vmap(grad(obj.example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(obj.theta(), X, Y)

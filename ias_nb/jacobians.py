@@ -36,13 +36,15 @@ def layer_hook(
     modules,        # a module or a list of modules
     fn:Callable,    # fn(module, args, h) ↦ the new h, or None to leave the output as it is
 ):
-    "Context in which each module's output h passes through `fn`; the hooks are removed on exit, also after an exception."
+    """Context in which each module's output h passes through `fn`; the hooks are removed on exit, also after
+    an exception."""
     def hook(mod, args, out):
         h = fn(mod, args, _first(out))
         return None if h is None else _replace_first(out, h)
     handles = []
     try:
-        for m in (modules if isinstance(modules, (list, tuple)) else [modules]): handles.append(m.register_forward_hook(hook))
+        for m in (modules if isinstance(modules, (list, tuple)) else [modules]):
+            handles.append(m.register_forward_hook(hook))
         yield
     finally:
         for hd in handles: hd.remove()
@@ -53,12 +55,14 @@ def position_selector(
     pos:Tensor,                       # B×T (or 1×T) absolute positions of this call's tokens
     prompt_len:Optional[Tensor]=None, # each row's prompt length, for 'prompt' and 'generated'
 ) -> Tensor: # bool, shaped like `pos`
-    "Mask of the edited tokens: all, those at the given absolute positions, the prompt's or the generated ones."
+    """Mask of the edited tokens: all, those at the given absolute positions, the prompt's or the generated
+    ones."""
     if positions is None: return torch.ones_like(pos, dtype=torch.bool)
     if isinstance(positions, str):
         if positions not in ('prompt', 'generated'):
             raise ValueError(f"positions must be None, 'prompt', 'generated' or indices, got {positions!r}")
-        if prompt_len is None: raise ValueError(f"positions={positions!r} needs the prompt length: pass `prompt_len`")
+        if prompt_len is None:
+            raise ValueError(f"positions={positions!r} needs the prompt length: pass `prompt_len`")
         return pos < prompt_len[:, None] if positions == 'prompt' else pos >= prompt_len[:, None]
     return torch.isin(pos, torch.as_tensor(positions, device=pos.device))
 
@@ -67,7 +71,7 @@ def position_selector(
 def edited_layer(
     layer:nn.Module,        # module whose output is edited
     delta:Tensor,           # Δh, broadcastable to the layer's output
-    positions=None,         # None: every position; else indices (negative from the end) or a bool mask along axis 1
+    positions=None,         # None: every position; else indices (negative: from the end) or a bool mask
 ):
     "Context in which `layer` outputs h + Δh (at `positions`)."
     def edit(mod, args, h):
@@ -101,20 +105,25 @@ ParamSpec = Union[None, str, Sequence[str], Callable[[str], bool]]
 
 # %% ../nbs/02_jacobians.ipynb #4b3e4792
 def _named_or_under(model:nn.Module, named:dict, name:str) -> dict:
-    "The parameter called `name`, or every parameter of the module called `name`; a ValueError names the closest otherwise."
+    """The parameter called `name`, or every parameter of the module called `name`; a ValueError names the
+    closest otherwise."""
     hit = {n: p for n, p in named.items() if n == name or n.startswith(name + '.')}
     if not hit:
         close = difflib.get_close_matches(name, list(named), n=5, cutoff=0.4)
-        raise ValueError(f"{type(model).__name__} has no parameter or module named {name!r}; closest names: {close}")
+        raise ValueError(f"{type(model).__name__} has no parameter or module named {name!r}; "
+                         f"closest names: {close}")
     return hit
 
 # %% ../nbs/02_jacobians.ipynb #554c8e7f
 def select_params(model:nn.Module, which:ParamSpec=None, roles:Optional[dict]=None) -> dict:
-    "Named parameters θ chosen by `which`: None/'all', 'upstream', 'downstream', a regex, a list of parameter or module names (`[]`: none), or a predicate."
+    """Named parameters θ chosen by `which`: None/'all', 'upstream', 'downstream', a regex, a list of
+    parameter or module names (`[]`: none), or a predicate."""
     named = dict(model.named_parameters())
     if which in (None, 'all'): keep = named
     elif which in ('upstream', 'downstream'):
-        if roles is None: raise ValueError(f"{which!r} parameters need a forward pass: use `LayerJacobians(..., params={which!r})`")
+        if roles is None:
+            raise ValueError(f"{which!r} parameters need a forward pass: use `LayerJacobians(..., "
+                             f"params={which!r})`")
         keep = {n: p for n, p in named.items() if roles.get(id(p)) == which}
     elif isinstance(which, str): keep = {n: p for n, p in named.items() if re.search(which, n)}
     elif callable(which): keep = {n: p for n, p in named.items() if which(n)}
@@ -126,15 +135,19 @@ def select_params(model:nn.Module, which:ParamSpec=None, roles:Optional[dict]=No
 # %% ../nbs/02_jacobians.ipynb #31a72fa4
 def flat_params(params:dict) -> Tensor:
     "A dict of parameter tensors as one flat vector."
-    if not params: raise ValueError("no parameters θ were selected (params=[]): select some with params=None or a filter")
+    if not params:
+        raise ValueError("no parameters θ were selected (params=[]): "
+                         "select some with params=None or a filter")
     return torch.cat([p.flatten() for p in params.values()])
 
 # %% ../nbs/02_jacobians.ipynb #bb174518
 def unflat_params(params:dict, flat:Tensor) -> dict:
     "A flat vector as a dict shaped like `params`."
     n = sum(p.numel() for p in params.values())
-    if flat.shape != (n,): raise ValueError(f"shape mismatch: θ has {n} entries, got a vector of shape {tuple(flat.shape)}")
-    return {k: t.view_as(p) for (k, p), t in zip(params.items(), torch.split(flat, [p.numel() for p in params.values()]))}
+    if flat.shape != (n,):
+        raise ValueError(f"shape mismatch: θ has {n} entries, got a vector of shape {tuple(flat.shape)}")
+    return {k: t.view_as(p) for (k, p), t in zip(params.items(),
+                                                 torch.split(flat, [p.numel() for p in params.values()]))}
 
 # %% ../nbs/02_jacobians.ipynb #79318edc
 def frozen_tensors(model:nn.Module, params:dict) -> dict:
@@ -143,7 +156,8 @@ def frozen_tensors(model:nn.Module, params:dict) -> dict:
 
 # %% ../nbs/02_jacobians.ipynb #59613087
 class ParameterView:
-    "Chosen parameters θ of a model as one flat vector, everything else it holds frozen (the common part of `LayerJacobians` and `Objective`)."
+    """Chosen parameters θ of a model as one flat vector, everything else it holds frozen
+    (the common part of `LayerJacobians` and `Objective`)."""
     def __init__(self, model:nn.Module, params:dict):
         self.model, self.params = model, {n: p.detach() for n, p in params.items()}
         self.frozen = frozen_tensors(model, self.params)
@@ -178,7 +192,8 @@ def forward_ad_attention(model:nn.Module):
 
 # %% ../nbs/02_jacobians.ipynb #796d303e
 class LayerJacobians(ParameterView):
-    "A model cut at a named layer — its outputs y as a function of an activation edit Δh and of parameters θ — with the Jacobians J_h, J_θ, J_θh."
+    """A model cut at a named layer — its outputs y as a function of an activation edit Δh and of
+    parameters θ — with the Jacobians J_h, J_θ, J_θh."""
     def __init__(self,
         model:nn.Module,           # any module; Hugging Face models are switched to eager attention for JVPs
         layer:str,                 # name in model.named_modules()
@@ -186,7 +201,7 @@ class LayerJacobians(ParameterView):
         output:Callable=default_output, # model output ↦ Tensor of the metrics y (flattened)
         positions=None,            # steered positions along the sequence axis (None: all)
         mode:str='tied',           # 'tied' | 'per_input' | 'per_position'
-        params:ParamSpec=None,     # θ: None/'all', 'upstream', 'downstream', regex, parameter/module names, predicate
+        params:ParamSpec=None,     # θ: None/'all', 'upstream'/'downstream', regex, names or predicate
         feature_dim:int=-1,        # axis of the activation holding the d features
     ):
         if mode not in ('tied', 'per_input', 'per_position'):
@@ -195,12 +210,15 @@ class LayerJacobians(ParameterView):
         self.args, self.kwargs = ((), dict(inputs)) if isinstance(inputs, dict) else ((inputs,), {})
         self.output, self.positions, self.mode, self.feature_dim = output, positions, mode, feature_dim
         self.h = self._record()
-        roles = _param_roles(model, self.layer, self.args, self.kwargs) if params in ('upstream', 'downstream') else None
+        roles = (_param_roles(model, self.layer, self.args, self.kwargs)
+                 if params in ('upstream', 'downstream') else None)
         super().__init__(model, select_params(model, params, roles))
         self.y0 = self.outputs()
 
     def __repr__(self):
-        return f"LayerJacobians({type(self.model).__name__} at {self.layer_name!r}: h {tuple(self.h.shape)}, Δh {self.delta_shape} ({self.mode}), y {self.y0.numel()}, θ {self.n_params:,})"
+        return (f"LayerJacobians({type(self.model).__name__} at {self.layer_name!r}: "
+                f"h {tuple(self.h.shape)}, "
+                f"Δh {self.delta_shape} ({self.mode}), y {self.y0.numel()}, θ {self.n_params:,})")
 
 # %% ../nbs/02_jacobians.ipynb #cbc6414f
 @patch
@@ -256,7 +274,8 @@ def _jacobian(self:LayerJacobians, which:str) -> tuple:
     if which == 'J_h':
         zero = torch.zeros(math.prod(self.delta_shape), dtype=self.h.dtype, device=self.h.device)
         return (lambda d: self.outputs(delta=d)), zero, self.y0.numel()
-    if which == 'J_theta': return (lambda t: self.outputs(params=self.unflatten(t))), self.theta(), self.y0.numel()
+    if which == 'J_theta':
+        return (lambda t: self.outputs(params=self.unflatten(t))), self.theta(), self.y0.numel()
     if which == 'J_theta_h':
         size = self.h.numel() if self.positions is None else self.h[:, self.positions].numel()
         return (lambda t: self.activation(self.unflatten(t))), self.theta(), size
@@ -282,7 +301,8 @@ def J_theta_h(self:LayerJacobians) -> LinearOperator:
 
 # %% ../nbs/02_jacobians.ipynb #629b85f1
 def dense_jacobian(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int=64) -> Tensor:
-    "Dense m×n Jacobian of `f` at `x0`: batched JVPs over the n input directions, or VJPs over the m outputs, whichever is fewer."
+    """Dense m×n Jacobian of `f` at `x0`: batched JVPs over the n input directions, or VJPs over the m
+    outputs, whichever is fewer."""
     n = x0.numel()
     if n <= m:
         eye = torch.eye(n, dtype=x0.dtype, device=x0.device)
@@ -301,12 +321,14 @@ def dense(self:LayerJacobians, which:str='J_h', chunk_size:int=64) -> Tensor:
 def logit_shift(self:LayerJacobians, dtheta) -> Tensor:
     "v = J_θΔθ for a flat vector or a dict name → tensor (missing names are zero): one JVP."
     if isinstance(dtheta, dict):
-        dtheta = torch.cat([dtheta.get(n, torch.zeros_like(p)).flatten().to(p) for n, p in self.params.items()])
+        dtheta = torch.cat([dtheta.get(n, torch.zeros_like(p)).flatten().to(p)
+                            for n, p in self.params.items()])
     return self.J_theta().matvec(dtheta)
 
 # %% ../nbs/02_jacobians.ipynb #d25468c9
 def check_operator(op:LinearOperator, dense:Optional[Tensor]=None, n:int=3, seed:int=0) -> float:
-    "Largest relative error of matvec/rmatvec against `dense`, and of the adjoint identity ⟨Au, w⟩ = ⟨u, Aᵀw⟩."
+    """Largest relative error of matvec/rmatvec against `dense`, and of the adjoint identity ⟨Au, w⟩ =
+    ⟨u, Aᵀw⟩."""
     g = torch.Generator(device=op.device).manual_seed(seed); err = 0.0
     for _ in range(n):
         u = torch.randn(op.shape[1], generator=g, dtype=op.dtype, device=op.device)
@@ -314,5 +336,6 @@ def check_operator(op:LinearOperator, dense:Optional[Tensor]=None, n:int=3, seed
         Au, Atw = op.matvec(u), op.rmatvec(w)
         err = max(err, abs((Au @ w - u @ Atw).item()) / (Au.norm() * w.norm()).item())
         if dense is not None:
-            err = max(err, ((Au - dense @ u).norm() / (dense @ u).norm()).item(), ((Atw - dense.T @ w).norm() / (dense.T @ w).norm()).item())
+            err = max(err, ((Au - dense @ u).norm() / (dense @ u).norm()).item(),
+                      ((Atw - dense.T @ w).norm() / (dense.T @ w).norm()).item())
     return err

@@ -23,11 +23,14 @@ def as_float64(
 ) -> tuple[Tensor, torch.dtype]: # (float64 tensor, dtype to return results in)
     "Validate `x` and return it in float64 together with its original floating dtype."
     if isinstance(x, np.ndarray): x = torch.from_numpy(x)
-    if not isinstance(x, Tensor): raise TypeError(f"`{name}` must be a Tensor or numpy array, got {type(x).__name__}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"`{name}` must be a Tensor or numpy array, got {type(x).__name__}")
     if x.is_complex() or not x.is_floating_point():
-        raise TypeError(f"`{name}` has dtype {x.dtype}; ias_nb accepts real float32/float64 tensors: convert with `{name}.double()`")
+        raise TypeError(f"`{name}` has dtype {x.dtype}; ias_nb accepts real float32/float64 tensors: convert "
+                        f"with `{name}.double()`")
     if not torch.isfinite(x).all():
-        raise ValueError(f"`{name}` contains NaN or Inf; clean the input before calling (shape {tuple(x.shape)})")
+        raise ValueError(f"`{name}` contains NaN or Inf; clean the input before calling (shape "
+                         f"{tuple(x.shape)})")
     return x.to(torch.float64), x.dtype
 
 # %% ../nbs/00_linalg.ipynb #0722bf97
@@ -38,7 +41,8 @@ def check_rows(
     "Raise a ValueError naming both shapes unless `J` is 2-D and `v` has `J.shape[0]` rows."
     if J.ndim != 2: raise ValueError(f"`{jname}` must be a 2-D matrix, got shape {tuple(J.shape)}")
     if v.ndim not in (1, 2) or v.shape[0] != J.shape[0]:
-        raise ValueError(f"shape mismatch: `{jname}` is {tuple(J.shape)} so `{vname}` needs {J.shape[0]} rows, got {tuple(v.shape)}")
+        raise ValueError(f"shape mismatch: `{jname}` is {tuple(J.shape)} so `{vname}` needs {J.shape[0]} "
+                         f"rows, got {tuple(v.shape)}")
 
 # %% ../nbs/00_linalg.ipynb #4766a45c
 def default_rtol(A:Tensor) -> float:
@@ -67,7 +71,8 @@ def angles_from_projection(
     Q:Tensor,   # m×k orthonormal basis of the first subspace
     PQ:Tensor,  # P_S Q: its projection onto the second subspace S (dim S ≥ k)
 ) -> Tensor:    # k angles, ascending
-    "Principal angles from a basis and its projection: cosines are the singular values of PQ, sines those of Q − PQ."
+    """Principal angles from a basis and its projection: cosines are the singular values of PQ, sines those
+    of Q − PQ."""
     cos = torch.linalg.svdvals(PQ).clamp(0, 1)                 # descending cosines → ascending angles
     sin = torch.linalg.svdvals(Q - PQ).clamp(0, 1).flip(0)     # ascending sines
     return torch.where(cos**2 >= 0.5, torch.arcsin(sin), torch.arccos(cos))
@@ -84,10 +89,12 @@ def principal_angles(
     B,  # m×q matrix; its column space is the second subspace
     rtol:Optional[float]=None, # rank tolerance for the bases (see `orth`)
 ) -> Tensor: # min(rank A, rank B) angles in radians, ascending, in A's dtype
-    "Principal angles between the column spaces of `A` and `B` (Björck–Golub, sine formula for small angles)."
+    """Principal angles between the column spaces of `A` and `B`
+    (Björck–Golub, sine formula for small angles)."""
     (A, dt), (B, _) = as_float64(A, 'A'), as_float64(B, 'B')
     if A.ndim != 2 or B.ndim != 2 or A.shape[0] != B.shape[0]:
-        raise ValueError(f"shape mismatch: `A` is {tuple(A.shape)} and `B` is {tuple(B.shape)}; both must be 2-D with the same number of rows")
+        raise ValueError(f"shape mismatch: `A` is {tuple(A.shape)} and `B` is {tuple(B.shape)}; both must be "
+                         "2-D with the same number of rows")
     return _principal_angles(orth(A, rtol), orth(B, rtol)).to(dt)
 
 # %% ../nbs/00_linalg.ipynb #ef94b202
@@ -130,7 +137,8 @@ class SolveRecord:
     x: Tensor                # solution
     converged: bool          # stopping test met before `maxiter`
     iters: int               # iterations run
-    residuals: list = field(default_factory=list) # ‖residual‖ after each iteration (normal-equation residual for LSQR)
+    # ‖residual‖ after each iteration (normal-equation residual for LSQR)
+    residuals: list = field(default_factory=list)
 
 # %% ../nbs/00_linalg.ipynb #cebf4ab0
 def _givens(a:float, b:float):
@@ -143,7 +151,7 @@ def lsqr(
     matvec:Callable,   # u ↦ Au
     rmatvec:Callable,  # w ↦ Aᵀw
     b:Tensor,          # right-hand side (m)
-    damping:float=0.0, # μ ≥ 0, the multiple of I added to AᵀA: minimises ‖Ax − b‖² + μ‖x‖² (scipy's `damp` is √μ)
+    damping:float=0.0, # μ ≥ 0: minimise ‖Ax − b‖² + μ‖x‖² (scipy's `damp` is √μ)
     atol:float=1e-12,  # stop when ‖Aᵀr − μx‖ ≤ atol·‖A‖·‖r‖ (scipy's test 2)
     btol:float=1e-12,  # stop when ‖r‖ ≤ btol·‖b‖ + atol·‖A‖·‖x‖ (consistent systems)
     maxiter:Optional[int]=None, # default 4·min(m, n) once n is known, at least 100
@@ -215,18 +223,22 @@ def newton_minimize(
     gtol:float=1e-10,    # required gradient norm ‖∇f‖ at the returned point
     maxiter:int=500,
 ) -> Tensor: # the minimiser, float64
-    "Minimise a smooth function to ‖∇f‖ ≤ `gtol` by Newton's method with a trust region (scipy's 'trust-exact'), then plain Newton steps."
+    """Minimise a smooth function to ‖∇f‖ ≤ `gtol` by Newton's method with a trust region
+    (scipy's 'trust-exact'), then plain Newton steps."""
     from scipy.optimize import minimize
     as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)
     grad, hess = torch.func.grad(f), torch.func.hessian(f)
     res = minimize(lambda a: f(as_t(a)).item(), theta0.detach().double().cpu().numpy(), method='trust-exact',
-                   jac=lambda a: grad(as_t(a)).numpy(), hess=lambda a: hess(as_t(a)).numpy(), options=dict(gtol=gtol / 100, maxiter=maxiter))
+                   jac=lambda a: grad(as_t(a)).numpy(), hess=lambda a: hess(as_t(a)).numpy(),
+                   options=dict(gtol=gtol / 100, maxiter=maxiter))
     theta = as_t(res.x)
-    for _ in range(5):       # near the minimum f stops resolving progress; the gradient still does: plain Newton steps
+    # near the minimum f stops resolving progress; the gradient still does: plain Newton steps
+    for _ in range(5):
         g = grad(theta)
         if g.norm() <= gtol: return theta
         theta = theta - torch.linalg.solve(hess(theta), g)
-    raise RuntimeError(f"Newton's method stopped at ‖∇f‖ = {g.norm():.2e} > gtol = {gtol:g} ({res.message}): raise maxiter or start closer")
+    raise RuntimeError(f"Newton's method stopped at ‖∇f‖ = {g.norm():.2e} > gtol = {gtol:g} "
+                       f"({res.message}): raise maxiter or start closer")
 
 # %% ../nbs/00_linalg.ipynb #fb3f93b0
 def randomized_range_finder(

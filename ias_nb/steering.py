@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
-from .jacobians import find_layer, LayerJacobians, last_token_logits, flat_params, unflat_params, layer_hook, position_selector
+from .jacobians import (find_layer, LayerJacobians, last_token_logits, flat_params, unflat_params,
+    layer_hook, position_selector)
 from .duality import ias
 from .alignment import text_losses, weighted_loss_gradient
 from .influence import ihvp
@@ -41,11 +42,12 @@ def block_list(model:nn.Module) -> str:
 # %% ../nbs/09_steering.ipynb #6201d196
 def resolve_layer(
     model:nn.Module,
-    layer,           # a name in named_modules(), a block index (int, negative counts from the end) or a relative depth (float in [0, 1])
+    layer,           # a name in named_modules(), a block index (negative: from the end) or a depth in [0, 1]
 ) -> str:            # the layer's name
     "A layer name from a block index, a relative depth or a name (checked)."
     if isinstance(layer, str):
-        if layer in dict(model.named_modules()): return layer           # names first: nn.Sequential's blocks are called '0', '1', ...
+        if layer in dict(model.named_modules()):
+            return layer           # names first: nn.Sequential's blocks are called '0', '1', ...
         try: layer = int(layer)
         except ValueError:
             try: layer = float(layer)
@@ -55,15 +57,18 @@ def resolve_layer(
         if not 0 <= layer <= 1: raise ValueError(f"relative depth must be in [0, 1], got {layer}")
         layer = round(layer * (n - 1))
     if -n <= layer < 0: layer += n
-    if not 0 <= layer < n: raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
+    if not 0 <= layer < n:
+        raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
     return f'{blocks}.{layer}'
 
 # %% ../nbs/09_steering.ipynb #eceabc39
 def block_index(model:nn.Module, layer) -> int:
-    "The block index of a layer given by name, index or depth (the numbering of llama.cpp, repeng and steering-vectors)."
+    """The block index of a layer given by name, index or depth
+    (the numbering of llama.cpp, repeng and steering-vectors)."""
     name, blocks = resolve_layer(model, layer), block_list(model)
     if not name.startswith(blocks + '.') or not name[len(blocks) + 1:].isdigit():
-        raise ValueError(f"{name!r} is not a transformer block ({blocks}.i): peers' formats store block outputs only")
+        raise ValueError(f"{name!r} is not a transformer block ({blocks}.i): peers' formats store block "
+                         "outputs only")
     return int(name[len(blocks) + 1:])
 
 # %% ../nbs/09_steering.ipynb #b1eb679d
@@ -97,7 +102,8 @@ class SteeringVector:
     def save(self, path):
         "Write to a safetensors file, the provenance in its metadata."
         from safetensors.torch import save_file
-        md = dict(model=self.model, layer=self.layer, method=self.method, alpha=repr(self.alpha), **{k: repr(v) for k, v in self.meta.items()})
+        md = dict(model=self.model, layer=self.layer, method=self.method, alpha=repr(self.alpha),
+                  **{k: repr(v) for k, v in self.meta.items()})
         save_file({'vector': self.vector.detach().contiguous().cpu()}, str(path), metadata=md)
 
     @classmethod
@@ -117,11 +123,13 @@ def _seq_len(args, kwargs) -> int:
 
 # %% ../nbs/09_steering.ipynb #b74c25c4
 class _Steers:
-    "Every steer active on one model, sharing one position hook and one `generate` wrapper, so nested contexts act as one."
+    """Every steer active on one model, sharing one position hook and one `generate` wrapper, so nested
+    contexts act as one."""
     def __init__(self, model:nn.Module):
         self.model, self.layers, self.state = model, [], dict(generating=False)
         self.handle = model.register_forward_pre_hook(self.before_call, with_kwargs=True)
-        self.original = model.generate if hasattr(model, 'generate') and 'generate' not in vars(model) else None
+        self.original = (model.generate if hasattr(model, 'generate') and 'generate' not in vars(model)
+                         else None)
         if self.original is not None: model.generate = self.generate   # pipelines call model.generate too
 
     def generate(self, *args, **kwargs):
@@ -131,7 +139,8 @@ class _Steers:
         finally: self.state['generating'] = False
 
     def before_call(self, mod, args, kwargs):
-        "Record the absolute positions of this call; a call that continues a generation or a cache keeps the prompt length."
+        """Record the absolute positions of this call; a call that continues a generation or a cache keeps
+        the prompt length."""
         T = _seq_len(args, kwargs)
         self.state['pos'] = pos = absolute_positions(kwargs, T, next(mod.parameters()).device)
         continuing = self.state['generating'] or _cached_len(kwargs) > 0
@@ -145,18 +154,23 @@ class _Steers:
 # %% ../nbs/09_steering.ipynb #eca7a293
 def _as_vector(v, like:Tensor) -> Tensor:
     "A steering vector (Tensor, array or SteeringVector) as a tensor on the model's device and dtype."
-    return torch.as_tensor(v.vector if isinstance(v, SteeringVector) else v).to(device=like.device, dtype=like.dtype)
+    v = v.vector if isinstance(v, SteeringVector) else v
+    return torch.as_tensor(v).to(device=like.device, dtype=like.dtype)
 
 # %% ../nbs/09_steering.ipynb #3cfe272a
 def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=None) -> dict:
-    "{layer name: α·s} from a layer and vector, a {layer: vector} dict, or a SteeringVector (α default: its own, else 1)."
+    """{layer name: α·s} from a layer and vector, a {layer: vector} dict, or a SteeringVector
+    (α default: its own, else 1)."""
     if isinstance(layer, SteeringVector):
-        if vector is not None: raise ValueError("pass either a SteeringVector or a layer and a vector, not both")
+        if vector is not None:
+            raise ValueError("pass either a SteeringVector or a layer and a vector, not both")
         layer, vector = layer.layer, layer
     if isinstance(layer, dict):
         if vector is not None: raise ValueError("with a {layer: vector} dict, leave `vector` as None")
         items = layer.items()
-    elif vector is None: raise ValueError(f"no vector for layer {layer!r}: pass `vector`, a {{layer: vector}} dict or a SteeringVector")
+    elif vector is None:
+        raise ValueError(f"no vector for layer {layer!r}: pass `vector`, a {{layer: vector}} dict or a "
+                         "SteeringVector")
     else: items = [(layer, vector)]
     p, out = next(model.parameters()), {}
     for l, v in items:
@@ -170,24 +184,29 @@ def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=
 @contextmanager
 def steer(
     model:nn.Module,            # any module; Hugging Face causal LMs for generation
-    layer,                      # layer (name, block index or relative depth), {layer: vector} for several, or a SteeringVector
-    vector=None,                # steering vector s (d): Tensor, array or SteeringVector; None with a dict or a SteeringVector
-    alpha:Optional[float]=None, # strength α: the layer outputs h + α·s (None: a SteeringVector's own α, else 1)
+    layer,                      # name, block index or depth; {layer: vector} for several; or a SteeringVector
+    vector=None,                # s (d): Tensor, array or SteeringVector; None with a dict or a SteeringVector
+    alpha:Optional[float]=None, # strength α: layers output h + α·s (None: a SteeringVector's α, else 1)
     positions=None,             # None (every position), 'prompt', 'generated', or absolute indices
-    prompt_len=None,            # prompt length(s) (int or one per row) for loops that feed the whole sequence each step; None: detected
+    prompt_len=None,            # prompt length(s), for loops that re-feed the sequence; None: detected
 ):
-    "Context in which each layer outputs h + α·s at the chosen positions; contexts nest like one call; hooks are removed on exit, also after an exception."
+    """Context in which each layer outputs h + α·s at the chosen positions; contexts nest like one call;
+    hooks are removed on exit, also after an exception."""
     targets = steering_targets(model, layer, vector, alpha)
     device = next(model.parameters()).device
-    if positions is not None and not isinstance(positions, str): positions = torch.as_tensor(list(positions), device=device)
-    if isinstance(positions, str) and positions not in ('prompt', 'generated'): position_selector(positions, None, None)
+    if positions is not None and not isinstance(positions, str):
+        positions = torch.as_tensor(list(positions), device=device)
+    if isinstance(positions, str) and positions not in ('prompt', 'generated'):
+        position_selector(positions, None, None)
     fixed_len = None if prompt_len is None else torch.as_tensor(prompt_len, device=device).reshape(-1)
     layers = {find_layer(model, n): (n, a) for n, a in targets.items()}
     steers = vars(model).get('_steers') or _Steers(model)
     model._steers = steers
     def edit(mod, args, h):
         name, add = layers[mod]
-        if add.shape[-1] != h.shape[-1]: raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs {tuple(h.shape)}")
+        if add.shape[-1] != h.shape[-1]:
+            raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs "
+                             f"{tuple(h.shape)}")
         if positions is None: return h + add
         pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
         return h + position_selector(positions, steers.state['pos'], pl)[..., None].to(h.dtype) * add
@@ -201,7 +220,8 @@ def steer(
 # %% ../nbs/09_steering.ipynb #59ef8218
 @patch
 def apply(self:SteeringVector, model:nn.Module, alpha:Optional[float]=None, positions=None, prompt_len=None):
-    "Context in which `model` is steered by this vector (α: its own unless given); as `steer(model, self, ...)`."
+    """Context in which `model` is steered by this vector (α: its own unless given); as
+    `steer(model, self, ...)`."""
     return steer(model, self, alpha=alpha, positions=positions, prompt_len=prompt_len)
 
 # %% ../nbs/09_steering.ipynb #3efce79c
@@ -219,7 +239,8 @@ def padded_batch(
     "A batch of token id lists padded on one side."
     if side not in ('left', 'right'): raise ValueError(f"side must be 'left' or 'right', got {side!r}")
     rows = [torch.as_tensor(x, dtype=torch.long) for x in ids]
-    pad = lambda xs, v: torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=v, padding_side=side).to(device)
+    pad = lambda xs, v: torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=v,
+                                                        padding_side=side).to(device)
     batch = dict(input_ids=pad(rows, pad_id), attention_mask=pad([torch.ones_like(r) for r in rows], 0))
     if side == 'right': return batch
     return batch | dict(position_ids=absolute_positions(batch, batch['input_ids'].shape[1], device))
@@ -229,22 +250,29 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
-    "Left-padded batch of `texts` with absolute position ids (counted from each row's first real token); the tokenizer is left as it was."
+    """Left-padded batch of `texts` with absolute position ids (counted from each row's first real token);
+    the tokenizer is left as it was."""
     return padded_batch(tokenizer(list(texts), padding=False)['input_ids'], pad_id(tokenizer), 'left', device)
 
 # %% ../nbs/09_steering.ipynb #40aa2d69
 def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], batch_size:int=16) -> Tensor:
     "Activation of `layer` at the last token of each prompt: N×d."
     rows = []
-    with torch.no_grad(), layer_hook(find_layer(model, resolve_layer(model, layer)), lambda m, a, h: rows.append(h[:, -1].detach())):
-        for i in range(0, len(prompts), batch_size): model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
+    with torch.no_grad(), layer_hook(find_layer(model, resolve_layer(model, layer)),
+                                     lambda m, a, h: rows.append(h[:, -1].detach())):
+        for i in range(0, len(prompts), batch_size):
+            model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
     return torch.cat(rows)
 
 # %% ../nbs/09_steering.ipynb #a55de227
-def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negative:Sequence[str], batch_size:int=16) -> Tensor:
+def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negative:Sequence[str],
+               batch_size:int=16) -> Tensor:
     "CAA steering vector: mean over pairs of h(positive) − h(negative) at the last token."
-    if len(positive) != len(negative): raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} negative prompts")
-    return (layer_activations(model, tokenizer, layer, positive, batch_size) - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
+    if len(positive) != len(negative):
+        raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} "
+                         "negative prompts")
+    return (layer_activations(model, tokenizer, layer, positive, batch_size)
+            - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
 
 # %% ../nbs/09_steering.ipynb #e6557a54
 def chat_prompts(
@@ -254,69 +282,86 @@ def chat_prompts(
     system:Optional[str]=None,        # a system message for every prompt
 ) -> list: # texts for `lm_batch`, `caa_vector`, `ias_vector`, `generate`
     "Each message in the tokenizer's chat template, up to the start of the assistant's reply."
-    if getattr(tokenizer, 'chat_template', None) is None: raise ValueError(f"{type(tokenizer).__name__} has no chat template: use plain prompts")
+    if getattr(tokenizer, 'chat_template', None) is None:
+        raise ValueError(f"{type(tokenizer).__name__} has no chat template: use plain prompts")
     replies = [''] * len(users) if replies is None else list(replies)
-    if len(replies) != len(users): raise ValueError(f"one reply per message: {len(users)} messages, {len(replies)} replies")
+    if len(replies) != len(users):
+        raise ValueError(f"one reply per message: {len(users)} messages, {len(replies)} replies")
     head = [dict(role='system', content=system)] if system else []
-    return [tokenizer.apply_chat_template(head + [dict(role='user', content=u)], tokenize=False, add_generation_prompt=True) + r
+    return [tokenizer.apply_chat_template(head + [dict(role='user', content=u)], tokenize=False,
+                                          add_generation_prompt=True) + r
             for u, r in zip(users, replies)]
 
 # %% ../nbs/09_steering.ipynb #4fb587d7
 def chat_pairs(
     tokenizer,
-    pairs:Sequence[tuple],            # (user message, positive reply, negative reply) triples, or (positive message, negative message) pairs
+    pairs:Sequence[tuple],            # (message, positive, negative reply) or (positive, negative message)
     system:Optional[str]=None,
 ) -> tuple: # (positive texts, negative texts) for `caa_vector` and `contrast_update`
-    "Contrast pairs in the tokenizer's chat template: same message, contrasting replies — or contrasting messages."
+    """Contrast pairs in the tokenizer's chat template: same message, contrasting replies — or contrasting
+    messages."""
     if all(len(p) == 3 for p in pairs):
         users = [p[0] for p in pairs]
-        return chat_prompts(tokenizer, users, [p[1] for p in pairs], system), chat_prompts(tokenizer, users, [p[2] for p in pairs], system)
+        return (chat_prompts(tokenizer, users, [p[1] for p in pairs], system),
+                chat_prompts(tokenizer, users, [p[2] for p in pairs], system))
     if all(len(p) == 2 for p in pairs):
-        return chat_prompts(tokenizer, [p[0] for p in pairs], system=system), chat_prompts(tokenizer, [p[1] for p in pairs], system=system)
-    raise ValueError("pairs must all be (message, positive reply, negative reply) or all (positive message, negative message)")
+        return (chat_prompts(tokenizer, [p[0] for p in pairs], system=system),
+                chat_prompts(tokenizer, [p[1] for p in pairs], system=system))
+    raise ValueError("pairs must all be (message, positive reply, negative reply) or all (positive message, "
+                     "negative message)")
 
 # %% ../nbs/09_steering.ipynb #1e55f851
 def block_vectors(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
-    "{block index: α·s (float32, CPU)} from a SteeringVector or a {layer: vector} dict (layers by name, index or depth)."
-    return {block_index(model, n): a.detach().float().cpu() for n, a in steering_targets(model, vectors, alpha=alpha).items()}
+    """{block index: α·s (float32, CPU)} from a SteeringVector or a {layer: vector} dict
+    (layers by name, index or depth)."""
+    return {block_index(model, n): a.detach().float().cpu()
+            for n, a in steering_targets(model, vectors, alpha=alpha).items()}
 
 # %% ../nbs/09_steering.ipynb #39d0b6bf
 def _block_names(model:nn.Module, directions:dict) -> dict:
     "{layer name: float32 tensor} from {block index: vector} (negative indices count from the end)."
-    return {resolve_layer(model, int(k)): torch.as_tensor(np.asarray(v)).float() for k, v in directions.items()}
+    return {resolve_layer(model, int(k)): torch.as_tensor(np.asarray(v)).float()
+            for k, v in directions.items()}
 
 # %% ../nbs/09_steering.ipynb #2aec0ac0
 def to_steering_vectors(model:nn.Module, vectors, alpha:Optional[float]=None):
-    "steering-vectors' `SteeringVector` (decoder-block outputs) with α baked in, so that its `apply(model)` steers as `steer(model, vectors)`."
+    """steering-vectors' `SteeringVector` (decoder-block outputs) with α baked in, so that its
+    `apply(model)` steers as `steer(model, vectors)`."""
     from steering_vectors import SteeringVector as PeerVector
     return PeerVector(layer_activations=block_vectors(model, vectors, alpha), layer_type='decoder_block')
 
 # %% ../nbs/09_steering.ipynb #09ae5cef
 def from_steering_vectors(model:nn.Module, vector) -> dict:
     "{layer name: s} from a steering-vectors `SteeringVector` (multiplier 1) — pass the dict to `steer`."
-    if vector.layer_type != 'decoder_block': raise ValueError(f"only decoder-block vectors map to a layer output, got layer_type={vector.layer_type!r}")
+    if vector.layer_type != 'decoder_block':
+        raise ValueError("only decoder-block vectors map to a layer output, got "
+                         f"layer_type={vector.layer_type!r}")
     return _block_names(model, vector.layer_activations)
 
 # %% ../nbs/09_steering.ipynb #123119e3
 def to_repeng(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
-    "repeng's `ControlVector` fields (model_type, directions: block index → float32 array), α baked in: `ControlVector(**to_repeng(...))`."
+    """repeng's `ControlVector` fields (model_type, directions: block index → float32 array), α baked in:
+    `ControlVector(**to_repeng(...))`."""
     return dict(model_type=getattr(getattr(model, 'config', None), 'model_type', model_name(model)),
                 directions={k: v.numpy() for k, v in block_vectors(model, vectors, alpha).items()})
 
 # %% ../nbs/09_steering.ipynb #c69508ab
 def from_repeng(model:nn.Module, control) -> dict:
-    "{layer name: s} from a repeng `ControlVector` (coefficient 1) or anything with `.directions` — without importing repeng."
+    """{layer name: s} from a repeng `ControlVector` (coefficient 1) or anything with `.directions` —
+    without importing repeng."""
     return _block_names(model, control.directions)
 
 # %% ../nbs/09_steering.ipynb #af338446
 def export_gguf(vectors:dict, path, model_hint:str):
     "Write {block index: vector} as a llama.cpp control vector (repeng's GGUF layout)."
     import gguf
-    if any(int(k) <= 0 for k in vectors): raise ValueError(f"llama.cpp control vectors need block indices ≥ 1, got {sorted(vectors)}")
+    if any(int(k) <= 0 for k in vectors):
+        raise ValueError(f"llama.cpp control vectors need block indices ≥ 1, got {sorted(vectors)}")
     w = gguf.GGUFWriter(str(path), 'controlvector')
     w.add_string('controlvector.model_hint', model_hint)
     w.add_uint32('controlvector.layer_count', len(vectors))
-    for k, v in vectors.items(): w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
+    for k, v in vectors.items():
+        w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
 # %% ../nbs/09_steering.ipynb #29084ace
@@ -325,9 +370,11 @@ def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     import gguf
     r = gguf.GGUFReader(str(path))
     arch = r.get_field('general.architecture')
-    if arch is None or bytes(arch.parts[-1]).decode() != 'controlvector': raise ValueError(f"{path} is not a GGUF control vector (architecture 'controlvector')")
+    if arch is None or bytes(arch.parts[-1]).decode() != 'controlvector':
+        raise ValueError(f"{path} is not a GGUF control vector (architecture 'controlvector')")
     hint = r.get_field('controlvector.model_hint')
-    vectors = {int(t.name.split('.')[1]): torch.tensor(np.array(t.data, dtype=np.float32)) for t in r.tensors if t.name.startswith('direction.')}
+    vectors = {int(t.name.split('.')[1]): torch.tensor(np.array(t.data, dtype=np.float32)) for t in r.tensors
+               if t.name.startswith('direction.')}
     return dict(sorted(vectors.items())), (bytes(hint.parts[-1]).decode() if hint is not None else '')
 
 # %% ../nbs/09_steering.ipynb #4ffb296c
@@ -339,7 +386,8 @@ def text_loss_gradient(
     params:Optional[dict]=None, # {name: parameter} θ (None: those that require grad)
 ) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
     "Gradient of a weighted sum (default: the mean) of the texts' mean next-token losses, padding ignored."
-    batches = [lm_batch(tokenizer, texts[i:i + batch_size], model_device(model)) for i in range(0, len(texts), batch_size)]
+    batches = [lm_batch(tokenizer, texts[i:i + batch_size], model_device(model))
+               for i in range(0, len(texts), batch_size)]
     return weighted_loss_gradient(model, batches, weights, params)
 
 # %% ../nbs/09_steering.ipynb #a4a08ffe
@@ -347,60 +395,69 @@ def contrast_update(
     model:nn.Module, tokenizer,
     positive:Sequence[str],    # texts to up-weight (the behaviour we want)
     negative:Sequence[str],    # texts to down-weight
-    damping:float=1.0,         # λ > 0, the multiple of I added to H (ignored with `precondition`, which holds its own)
-    H=None,                    # callable v ↦ Hv on the flattened parameters that get gradients; None: Δθ = −g/λ
+    damping:float=1.0,         # λ > 0 added to H (ignored with `precondition`, which holds its own)
+    H=None,                    # v ↦ Hv on the flat parameters that get gradients; None: Δθ = −g/λ
     maxiter:int=50,            # CG iterations when H is given
     batch_size:int=16,
-    precondition=None,         # callable {name: g} ↦ {name: (H+λI)⁻¹g} (e.g. a corpus-scale EK-FAC); then Δθ = −precondition(g)
+    precondition=None,         # {name: g} ↦ {name: (H+λI)⁻¹g} (e.g. EK-FAC); Δθ = −precondition(g)
 ) -> dict: # Δθ, name → tensor
     "Influence update Δθ = −(H + λI)⁻¹∇[L(positive) − L(negative)]."
-    if precondition is not None and H is not None: raise ValueError("pass either `H` (solved by CG) or `precondition`, not both")
+    if precondition is not None and H is not None:
+        raise ValueError("pass either `H` (solved by CG) or `precondition`, not both")
     if precondition is None and damping <= 0: raise ValueError(f"damping must be > 0, got {damping}")
     gp, gn = (text_loss_gradient(model, tokenizer, t, batch_size) for t in (positive, negative))
     named = dict(model.named_parameters())
     g = {n: (gp[n] - gn[n]).to(named[n].dtype) for n in gp}
     if precondition is not None: return {n: -t for n, t in precondition(g).items()}
     if H is None: return {n: -t / damping for n, t in g.items()}
-    return {n: -t for n, t in unflat_params(g, ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)).items()}
+    x = ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)
+    return {n: -t for n, t in unflat_params(g, x).items()}
 
 # %% ../nbs/09_steering.ipynb #33396879
 def default_ias_solver(
     m:int, d:int,                # J_h is m×d
     max_bytes:float=2**31,       # memory allowed for the dense float64 J_h
-    max_width:int=1024,          # widest layer solved densely (bench/ias_solver_crossover.py: the dense cost grows like d³, LSQR's like iterations·d²)
+    max_width:int=1024,          # widest layer solved densely (dense: d³, LSQR: iterations·d²; see bench/)
 ) -> str:
-    "'dense' (d batched JVPs, one SVD) for layers up to `max_width` wide whose m×d float64 J_h fits in `max_bytes`, else 'lsqr' (J_h never formed)."
+    """'dense' (d batched JVPs, one SVD) for layers up to `max_width` wide whose m×d float64 J_h fits in
+    `max_bytes`, else 'lsqr' (J_h never formed)."""
     return 'dense' if d <= max_width and 8 * m * d <= max_bytes else 'lsqr'
 
 # %% ../nbs/09_steering.ipynb #65014502
 def normal_residual(op, s:Tensor, v:Tensor, damping:float=0.0) -> float:
-    "Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖ of a (damped) least-squares solution s."
+    """Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖ of a (damped)
+    least-squares solution s."""
     g = op.rmatvec(v)
     return ((op.rmatvec(v - op.matvec(s)) - damping * s).norm() / g.norm()).item()
 
 # %% ../nbs/09_steering.ipynb #5f7a73fc
 def float32_operator(op, v:Tensor) -> tuple:
-    "(operator, target) whose vectors are float32 when the model computes in 16 bits, so that LSQR does not accumulate in bf16."
+    """(operator, target) whose vectors are float32 when the model computes in 16 bits, so that LSQR does not
+    accumulate in bf16."""
     if v.dtype not in (torch.float16, torch.bfloat16): return op, v
     dt = v.dtype
-    return LinearOperator(op.shape, lambda u: op.matvec(u.to(dt)).float(), lambda w: op.rmatvec(w.to(dt)).float(), torch.float32, v.device), v.float()
+    return LinearOperator(op.shape, lambda u: op.matvec(u.to(dt)).float(),
+                          lambda w: op.rmatvec(w.to(dt)).float(), torch.float32, v.device), v.float()
 
 # %% ../nbs/09_steering.ipynb #731c31ba
 def ias_vector(
     model:nn.Module, tokenizer,
     layer,                     # where to steer: name, block index or relative depth
-    probes:Sequence[str],      # probe prompts: the vector reproduces the update's shift of their last-token logits
+    probes:Sequence[str],      # probe prompts: s reproduces the update's shift of their last-token logits
     dtheta:dict,               # parameter update Δθ (e.g. `contrast_update`), name → tensor
     damping:float=0.0,         # μ ≥ 0, the multiple of I added to J_hJ_hᵀ (ridge μ‖s‖²)
-    norm:Optional[float]=None, # rescale s to this ℓ2 norm (e.g. the CAA vector's) for equal-strength comparisons
+    norm:Optional[float]=None, # rescale s to this ℓ2 norm (e.g. the CAA vector's) for fair comparisons
     maxiter:Optional[int]=None,# LSQR iteration cap
-    solver:str='auto',         # 'dense' (J_h by d batched JVPs, then SVD), 'lsqr' (matrix-free) or 'auto' (`default_ias_solver`)
-    rtol:Optional[float]=None, # LSQR counts as converged below this relative normal-equation residual (None: 1e-6 in float64, 1e-3 below)
+    solver:str='auto',         # 'dense' (JVPs, SVD), 'lsqr' (matrix-free) or 'auto' (`default_ias_solver`)
+    rtol:Optional[float]=None, # converged below this relative normal residual (None: 1e-6 float64, else 1e-3)
 ) -> SteeringVector:
-    "One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² + μ‖s‖² over a probe batch, with γ_v, residual and the solve's convergence."
-    if solver not in ('auto', 'dense', 'lsqr'): raise ValueError(f"solver must be 'auto', 'dense' or 'lsqr', got {solver!r}")
+    """One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² + μ‖s‖² over a probe batch,
+    with γ_v, residual and the solve's convergence."""
+    if solver not in ('auto', 'dense', 'lsqr'):
+        raise ValueError(f"solver must be 'auto', 'dense' or 'lsqr', got {solver!r}")
     layer = resolve_layer(model, layer)
-    cut = LayerJacobians(model, layer, lm_batch(tokenizer, probes, model_device(model)), output=last_token_logits, params=list(dtheta))
+    cut = LayerJacobians(model, layer, lm_batch(tokenizer, probes, model_device(model)),
+                         output=last_token_logits, params=list(dtheta))
     op, v = float32_operator(cut.J_h(), cut.logit_shift(dtheta))
     if solver == 'auto': solver = default_ias_solver(*op.shape)
     r = ias(cut.dense('J_h').to(v.dtype) if solver == 'dense' else op, v, damping=damping, maxiter=maxiter)
@@ -408,10 +465,14 @@ def ias_vector(
     iters = r.record.iters if r.record is not None else 0
     nres = normal_residual(op, s, v, damping)
     rtol = rtol if rtol is not None else (1e-6 if v.dtype == torch.float64 else 1e-3)
-    converged = r.record is None or r.record.converged or nres <= rtol          # the dense path is a direct solve
-    if not converged: warnings.warn(f"IAS solve did not converge ({solver}, {iters} iterations, relative normal-equation residual {nres:.2e} > {rtol:g}): "
-                                    "γ_v and residual describe an unconverged s; raise `maxiter` or use solver='dense'", stacklevel=2)
+    converged = r.record is None or r.record.converged or nres <= rtol  # the dense path is a direct solve
+    if not converged:
+        warnings.warn(f"IAS solve did not converge ({solver}, {iters} iterations, relative normal-equation "
+                      f"residual {nres:.2e} > {rtol:g}): "
+                      "γ_v and residual describe an unconverged s; raise `maxiter` or use solver='dense'",
+                      stacklevel=2)
     if norm is not None: s = s * (norm / s.norm())
-    meta = dict(gamma=r.gamma, residual=r.residual / v.norm().item(), effort=r.effort, n_probes=len(probes), damping=damping,
+    meta = dict(gamma=r.gamma, residual=r.residual / v.norm().item(), effort=r.effort, n_probes=len(probes),
+                damping=damping,
                 solver=solver, iterations=iters, normal_residual=nres, converged=converged)
     return SteeringVector(s, model_name(model), layer, 'ias', meta=meta)

@@ -91,7 +91,8 @@ def toy_hessian(net:ToyNet, X:Tensor, T:Tensor) -> Tensor:
     p1, p2, _ = net.sizes; d = net.W1.shape[0]
     H = toy_ggn(net, X)
     R = net(X) - T
-    M = sum(torch.kron(r[:, None], torch.kron(torch.eye(d, dtype=X.dtype), x[None])) for r, x in zip(R, X)) / len(X)
+    M = sum(torch.kron(r[:, None], torch.kron(torch.eye(d, dtype=X.dtype), x[None]))
+            for r, x in zip(R, X)) / len(X)
     H[p1:p1+p2, :p1] += M
     H[:p1, p1:p1+p2] += M.T
     return H
@@ -147,7 +148,8 @@ def plot_residual_vs_gamma(points:dict): # block name → (γ_v array, relative 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for n, (gam, rel) in points.items(): ax.scatter(gam, rel, s=12, label=f'update of {n}')
     gs = np.linspace(0, 1, 200); ax.plot(gs, np.sqrt(1 - gs**2), 'k--', lw=1, label=r'$\sqrt{1-\gamma_v^2}$')
-    ax.set(xlabel=r'$\gamma_v$', ylabel=r'$\|v - J_h\Delta h^*\| / \|v\|$', title='Toy network: residual of the best steer')
+    ax.set(xlabel=r'$\gamma_v$', ylabel=r'$\|v - J_h\Delta h^*\| / \|v\|$',
+           title='Toy network: residual of the best steer')
     ax.legend(fontsize=8); fig.tight_layout()
     return fig
 
@@ -158,7 +160,8 @@ def toy_walkthrough(
     out:Optional[Path]=None,   # where to save the figure (None: don't save)
 ):
     "Table of γ_v and residuals per updated block, and the residual-vs-γ figure."
-    net = ToyNet.random(seed=seed); x = torch.randn(net.W1.shape[1], dtype=net.W1.dtype, generator=torch.Generator().manual_seed(seed + 1))
+    net = ToyNet.random(seed=seed)
+    x = torch.randn(net.W1.shape[1], dtype=net.W1.dtype, generator=torch.Generator().manual_seed(seed + 1))
     stats = {}                                 # block → list of (γ_v, residual/‖v‖, effort)
     for n, v in _random_updates(net, x, k, seed):
         r = toy_ias(net, v); stats.setdefault(n, []).append((r.gamma, r.residual / v.norm().item(), r.effort))
@@ -166,13 +169,16 @@ def toy_walkthrough(
     table = {n: dict(zip(('gamma', 'rel_residual', 'effort'), np.median(s, 0))) for n, s in stats.items()}
     paper_gamma = torch.cos(principal_angles(toy_J_theta(net, x), toy_J_h(net))[0]).item()
     fig = plot_residual_vs_gamma({n: (s[:, 0], s[:, 1]) for n, s in stats.items()})
-    if out is not None: Path(out).mkdir(parents=True, exist_ok=True); fig.savefig(Path(out) / 'toy_residual_vs_gamma.png', dpi=120)
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(out) / 'toy_residual_vs_gamma.png', dpi=120)
     return table, paper_gamma, fig
 
 # %% ../nbs/01_toy_linear.ipynb #8391cf64
 def format_toy_table(table:dict, paper_gamma:float) -> str:
     "The walkthrough's table as text."
     lines = [f"{'updated':8} {'median γ_v':>11} {'residual/‖v‖':>13} {'effort ‖Δh*‖':>13}"]
-    lines += [f"{n:8} {r['gamma']:11.4f} {r['rel_residual']:13.4f} {r['effort']:13.4f}" for n, r in table.items()]
+    lines += [f"{n:8} {r['gamma']:11.4f} {r['rel_residual']:13.4f} {r['effort']:13.4f}"
+              for n, r in table.items()]
     lines.append(f"paper's γ (cos of smallest angle between Im J_θ and Im J_h): {paper_gamma:.4f}")
     return "\n".join(lines)
