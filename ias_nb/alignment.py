@@ -226,8 +226,8 @@ def weighted_loss_gradient(
     weights=None,               # w_z, one per text over all batches (None: 1/N each, the mean loss)
     params:Optional[dict]=None, # {name: parameter} θ to differentiate (None: those that require grad)
 ) -> dict: # ∇θ Σ_z w_z ℓ(z), name → float64 tensor
-    """Gradient of a weighted sum of the texts' losses ℓ(z) (`text_losses`), accumulated over the batches
-    in float64."""
+    """Gradient of a weighted sum of the texts' losses ℓ(z)
+    (`text_losses`), accumulated over the batches in float64."""
     batches = [batches] if isinstance(batches, dict) else list(batches)
     n = sum(len(b['input_ids']) for b in batches)
     w = (torch.full((n,), 1 / n, dtype=torch.float64) if weights is None
@@ -245,7 +245,7 @@ def weighted_loss_gradient(
 
 # %% ../nbs/04_alignment.ipynb #a5eae3c0
 def damped_gradient_update(model:nn.Module, batch:dict, damping:float=1.0) -> dict:
-    """Δθ = −∇L(batch)/λ, L the mean of the texts' losses (`text_losses`), in each parameter's dtype:
-    name → tensor."""
+    """Δθ = −∇L(batch)/λ, L the mean of the texts' losses
+    (`text_losses`), in each parameter's dtype: name → tensor."""
     named = dict(model.named_parameters())
     return {k: (-g / damping).to(named[k].dtype) for k, g in weighted_loss_gradient(model, batch).items()}

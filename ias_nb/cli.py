@@ -78,8 +78,8 @@ def demo(
     device:str='cpu',
     experiments:list=None,     # (title, run) pairs; default: `demo_experiments(DEMO_SIZES, device)`
 ) -> dict:
-    """The main job: the toy walkthrough and reduced runs of the four experiments, printed and written to
-    `out`."""
+    """The main job: the toy walkthrough and reduced runs of
+    the four experiments, printed and written to `out`."""
     t0, out = time.time(), Path(out)
     print("== Toy linear network: residual of the best steer vs alignment ==")
     table, paper_gamma, fig = toy_walkthrough(seed=seed, out=out)

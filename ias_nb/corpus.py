@@ -56,8 +56,8 @@ def _jsonl_documents(path:Path, text_field:str) -> Iterator[str]:
 
 # %% ../nbs/11_corpus.ipynb #bf641553
 class Corpus:
-    """Documents read lazily and in order from a list of strings, a .txt/.jsonl file or a 🤗
-    `datasets.Dataset`."""
+    """Documents read lazily and in order from a list of
+    strings, a .txt/.jsonl file or a 🤗 `datasets.Dataset`."""
     def __init__(self,
         source,                   # sequence of str | path to a .txt or .jsonl file | datasets.Dataset
         text_field:str='text',    # the text's field (.jsonl) or column (Dataset)
@@ -116,8 +116,8 @@ def token_ids(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> l
     return [ids[:max_length] for ids in tokenizer(list(docs))['input_ids']]
 
 def rank_batches(lengths:Sequence[int], batch_size:int, rank:int=0, world:int=1) -> list:
-    """This rank's batches of document indices: documents of ≥ 2 tokens, longest first, every `world`-th
-    from `rank`."""
+    """This rank's batches of document indices: documents of ≥ 2 tokens,
+    longest first, every `world`-th from `rank`."""
     order = sorted((i for i, n in enumerate(lengths) if n >= 2), key=lambda i: -lengths[i])[rank::world]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -131,15 +131,15 @@ def _unknown_name(model:nn.Module, name:str, named:dict) -> ValueError:
     return ValueError(f"{type(model).__name__} has no parameter named {name!r}; closest names: {close}")
 
 def stacked_query(model:nn.Module, queries:Sequence[dict]) -> dict:
-    """name → k×(parameter shape) float64 stack of `queries` (a missing entry is zero), after checking
-    names and shapes."""
+    """name → k×(parameter shape) float64 stack of `queries`
+    (a missing entry is zero), after checking names and shapes."""
     named, out, seen = _parameter_names(model), {}, {}
     for name in dict.fromkeys(n for q in queries for n in q):
         if name not in named: raise _unknown_name(model, name, named)
         p = named[name]
         if id(p) in seen:
-            raise ValueError(f"query names {seen[id(p)]!r} and {name!r} are the same (tied) parameter: give "
-                             "it once")
+            raise ValueError(f"query names {seen[id(p)]!r} and {name!r} are the same (tied) parameter: "
+                             "give it once")
         seen[id(p)] = name
         rows = [torch.as_tensor(q[name]) if name in q else torch.zeros(p.shape) for q in queries]
         for r in rows:
@@ -193,14 +193,14 @@ def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
 # %% ../nbs/11_corpus.ipynb #99446990
 @contextmanager
 def recorded_calls(modules:Sequence[nn.Module]):
-    """Context collecting (module, input, output) of every call of `modules`; hooks removed on exit, also
-    after an exception."""
+    """Context collecting (module, input, output) of every call of
+    `modules`; hooks removed on exit, also after an exception."""
     calls = []
     with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
 
 def _linear_terms(spec:dict, a:Tensor, delta:Tensor) -> Tensor:
-    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; per-token products and all sums in
-    float64."""
+    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear
+    layer; per-token products and all sums in float64."""
     # the layer-width contraction in the model's precision
     B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)
     a, delta = a.reshape(B, -1, a.shape[-1]).to(wd), delta.reshape(B, -1, delta.shape[-1]).to(wd)
@@ -249,8 +249,8 @@ def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[in
 
 @contextmanager
 def forward_mode_ready(model:nn.Module):
-    """Context in which forward-mode AD runs through `model`: PyTorch's composite (math) attention kernel, or
-    eager attention."""
+    """Context in which forward-mode AD runs through `model`: PyTorch's
+    composite (math) attention kernel, or eager attention."""
     from torch.nn.attention import sdpa_kernel, SDPBackend
     impl = getattr(getattr(model, 'config', None), '_attn_implementation', None)
     with sdpa_kernel(SDPBackend.MATH), (forward_ad_attention(model) if impl not in (None, 'eager', 'sdpa')
@@ -258,8 +258,8 @@ def forward_mode_ready(model:nn.Module):
         yield
 
 def jvp_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int]) -> Tensor:
-    """k×B scores from the parameters in `plan.other`: d/dε ℓ(z; θ + εQ) by one forward-mode pass per
-    query."""
+    """k×B scores from the parameters in `plan.other`:
+    d/dε ℓ(z; θ + εQ) by one forward-mode pass per query."""
     named = _parameter_names(model)
     theta = {n: named[n].detach() for n in plan.other}
     losses = lambda p: text_losses(lambda **b: functional_call(model, p, (), b), batch)
@@ -404,8 +404,8 @@ def document_scores(
     progress:bool=True,           # tqdm progress bar (rank 0)
     text_field:str='text', split:str='line', # how to read files and datasets (see `Corpus`)
 ) -> Tensor: # N scores ⟨query, ∇θ ℓ(z)⟩ (k×N for k queries), float64, in corpus order
-    """Score every document z of a corpus against a query: ⟨query, ∇θ ℓ(z)⟩, ℓ(z) its mean
-    next-token loss."""
+    """Score every document z of a corpus against a query:
+    ⟨query, ∇θ ℓ(z)⟩, ℓ(z) its mean next-token loss."""
     corpus = as_corpus(docs, text_field, split)
     queries = [query] if isinstance(query, dict) else list(query)
     if not queries:
@@ -435,8 +435,8 @@ def document_scores(
 # %% ../nbs/11_corpus.ipynb #95969cc8
 def steer_shift(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str],
                 alpha:float=1.0) -> Tensor:
-    """t = α J_h(x) s for every probe x: the first-order shift of its last-token logits
-    (probes × vocabulary)."""
+    """t = α J_h(x) s for every probe x: the first-order
+    shift of its last-token logits (probes × vocabulary)."""
     from ias_nb.steering import steer
     layer = resolve_layer(model, layer)
     batch = lm_batch(tokenizer, list(probes), model_device(model))
@@ -454,8 +454,8 @@ def readout_query(
     r:Tensor,                   # a read-out of their last-token logits (probes × vocabulary), held fixed
     params=None,                # parameters to return (see `select_params`); None: all
 ) -> dict: # q = J_θᵀ r, name → tensor
-    """The gradient of a fixed read-out of the probes' logits: q = ∇θ Σ_x ⟨r_x, y_θ(x)⟩
-    (one backward pass)."""
+    """The gradient of a fixed read-out of the probes'
+    logits: q = ∇θ Σ_x ⟨r_x, y_θ(x)⟩ (one backward pass)."""
     chosen = select_params(model, params)
     with torch.enable_grad(), requiring_grad(list(chosen.values())):
         f = (last_token_logits(model(**lm_batch(tokenizer, list(probes), model_device(model)))) * r).sum()
@@ -506,8 +506,8 @@ def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
 
 # %% ../nbs/11_corpus.ipynb #439e05cd
 class CGPreconditioner:
-    """g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus loss over the chosen parameters, by
-    CG on streamed products."""
+    """g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus
+    loss over the chosen parameters, by CG on streamed products."""
     def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8,
                  maxiter:int=100, tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None,
                  text_field:str='text', split:str='line', progress:bool=True):
@@ -571,8 +571,8 @@ def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=No
 
 # %% ../nbs/11_corpus.ipynb #d5ce697c
 def conv1d_as_linear(model:nn.Module) -> nn.Module:
-    """A copy of `model` with transformers' Conv1D (y = aW + b, W in×out) replaced by the equal nn.Linear
-    (W out×in)."""
+    """A copy of `model` with transformers' Conv1D (y = aW + b, W in×out)
+    replaced by the equal nn.Linear (W out×in)."""
     from transformers.pytorch_utils import Conv1D
     model = copy.deepcopy(model)
     for name, m in list(model.named_modules()):
@@ -644,8 +644,8 @@ def document_task(modules:Sequence[str]):
 
 def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int=8,
                   samples:int=1, max_length:Optional[int]=None) -> dict:
-    """kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over
-    documents."""
+    """kronfluence's EK-FAC factors of the corpus GGN:
+    {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over documents."""
     from kronfluence.analyzer import Analyzer, prepare_model
     from kronfluence.arguments import FactorArguments
     from kronfluence.utils.dataset import DataLoaderKwargs
@@ -668,8 +668,8 @@ def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequen
 
 # %% ../nbs/11_corpus.ipynb #d68f3b27
 class EKFACPreconditioner:
-    """g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer (kronfluence's factors); g/λ on any other
-    entry."""
+    """g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer
+    (kronfluence's factors); g/λ on any other entry."""
     def __init__(self, model:nn.Module, factors:dict, damping:float):
         _check_damping(damping)
         self.factors, self.damping = factors, damping
@@ -709,21 +709,21 @@ def ekfac_preconditioner(
     samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
     max_length:Optional[int]=None,        # truncate documents to this many tokens
 ) -> EKFACPreconditioner:
-    """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus Gauss–Newton matrix, factors fitted by
-    kronfluence."""
+    """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus
+    Gauss–Newton matrix, factors fitted by kronfluence."""
     _check_damping(damping)
     return EKFACPreconditioner(model, ekfac_factors(model, tokenizer, docs, linear_modules(model, modules),
                                                     batch_size, samples, max_length), damping)
 
 # %% ../nbs/11_corpus.ipynb #4ae248f1
 def centred(y:Tensor) -> Tensor:
-    """Logits (… × vocabulary) less their mean over the vocabulary: the shift that changes no probability
-    removed."""
+    """Logits (… × vocabulary) less their mean over the
+    vocabulary: the shift that changes no probability removed."""
     return y - y.mean(-1, keepdim=True)
 
 def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
-    """k unit rows of the output-space sketch S (k × t.numel()): t/‖t‖ first, then k−1 centred
-    Gaussian directions."""
+    """k unit rows of the output-space sketch S (k × t.numel()):
+    t/‖t‖ first, then k−1 centred Gaussian directions."""
     if k < 1: raise ValueError(f"the sketch needs k ≥ 1 rows, got {k}")
     R = centred(torch.randn(k - 1, *t.shape, generator=torch.Generator().manual_seed(seed),
                             dtype=torch.float64)).flatten(1)
@@ -733,15 +733,15 @@ def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
 # %% ../nbs/11_corpus.ipynb #0583e039
 def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable,
                    params=None, batch_size:int=8) -> dict:
-    """Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents
-    by w."""
+    """Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order
+    parameter update of re-weighting documents by w."""
     g = text_loss_gradient(model, tokenizer, docs, batch_size, weights, select_params(model, params))
     return {n: -x for n, x in precondition(g).items()}
 
 # %% ../nbs/11_corpus.ipynb #161658df
 def update_shift(model:nn.Module, tokenizer, probes:Sequence[str], dtheta:dict) -> Tensor:
-    """J_θΔθ: the first-order shift of the probes' last-token logits (probes × vocabulary) under Δθ
-    (one JVP)."""
+    """J_θΔθ: the first-order shift of the probes' last-token
+    logits (probes × vocabulary) under Δθ (one JVP)."""
     named = dict(model.named_parameters())
     theta = {n: named[n].detach() for n in dtheta}
     batch = lm_batch(tokenizer, list(probes), model_device(model))
@@ -773,8 +773,8 @@ def _check_probes(tokenizer, probes:Sequence[str]):
 # %% ../nbs/11_corpus.ipynb #c0e6e1fc
 @dataclass
 class DocumentAttribution:
-    """A steer traced to a corpus: the ℓ2 attribution ρ of every document and the ℓ1-minimal signed
-    measure ν."""
+    """A steer traced to a corpus: the ℓ2 attribution ρ of
+    every document and the ℓ1-minimal signed measure ν."""
     rho: Tensor             # N: ρ(z) = −⟨q̃, ∇ℓ(z)⟩, the change of f_s per unit up-weighting of z
     indices: list           # documents of the ℓ1 measure ν (its non-zeros), by decreasing |ν_z|
     weights: list           # their signed weights ν_z
@@ -810,8 +810,8 @@ def steer_to_documents(
     batch_size:int=8, seed:int=0, snippet:int=80,
     out=None,                   # folder for resumable per-shard scores (see `document_scores`)
 ) -> DocumentAttribution:
-    """Trace a steer to documents: ρ(z) for each, and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row
-    sketch."""
+    """Trace a steer to documents: ρ(z) for each,
+    and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."""
     _check_probes(tokenizer, probes); names = list(select_params(model, params))
     t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
     if t.norm() == 0:
@@ -846,15 +846,15 @@ def documents_to_steer(
     params=None, batch_size:int=8,
     **kwargs,                   # passed to `ias_vector` (damping, norm, …)
 ):
-    """The IAS vector of a re-weighting of documents, s* = J_h⁺ J_θ Δθ_w, with γ_v, residual and
-    convergence in `meta`."""
+    """The IAS vector of a re-weighting of documents, s* = J_h⁺ J_θ Δθ_w,
+    with γ_v, residual and convergence in `meta`."""
     dtheta = measure_update(model, tokenizer, list(docs), weights, precondition, params, batch_size)
     return ias_vector(model, tokenizer, layer, probes, dtheta, **kwargs)
 
 # %% ../nbs/11_corpus.ipynb #7491650f
 def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> list:
-    """`n` paragraphs of Python's help text (`pydoc_data`, ships with every Python), whitespace-normalised:
-    real neutral documents."""
+    """`n` paragraphs of Python's help text (`pydoc_data`, ships with every Python),
+    whitespace-normalised: real neutral documents."""
     from pydoc_data.topics import topics
     paras = [' '.join(p.split()) for k in sorted(topics) for p in topics[k].split('\n\n')]
     keep = [p for p in dict.fromkeys(paras) if min_chars <= len(p) <= max_chars and p[0].isalpha()]
@@ -865,8 +865,8 @@ def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> lis
 # %% ../nbs/11_corpus.ipynb #f51902bf
 def finetune(model:nn.Module, tokenizer, docs:Sequence[str], steps:int=100, lr:float=1e-3, batch_size:int=8,
              seed:int=0, optimizer:str='sgd') -> nn.Module:
-    """A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW) on random batches of `docs`, loss the
-    mean `text_losses`."""
+    """A fine-tuned copy of `model`: `steps` steps of SGD (or AdamW)
+    on random batches of `docs`, loss the mean `text_losses`."""
     model = copy.deepcopy(model).train(); torch.manual_seed(seed)          # the seed also fixes dropout
     opt = (torch.optim.SGD if optimizer == 'sgd' else torch.optim.AdamW)(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
@@ -909,8 +909,8 @@ def causal_check(
     heldout:Sequence[str],       # held-out probes where the fine-tuned models' logit shifts are measured
     k:int=20, alpha:float=1.0, steps:int=20, lr:float=1e-2, seeds:Sequence[int]=(0, 1, 2),
 ) -> list: # per set: cosine of the held-out centred logit shift with t, mean over probes and 95% interval
-    """Fine-tune on the top-k documents by ρ, on k random ones and on the bottom k: which moves held-out
-    logits along the steer?"""
+    """Fine-tune on the top-k documents by ρ, on k random ones and
+    on the bottom k: which moves held-out logits along the steer?"""
     t = centred(steer_shift(model, tokenizer, layer, vector, heldout, alpha)).double().cpu()
     batch = lm_batch(tokenizer, list(heldout), model_device(model))
     logits = lambda m: centred(last_token_logits(m(**batch)).detach().double().cpu())

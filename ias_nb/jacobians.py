@@ -36,8 +36,8 @@ def layer_hook(
     modules,        # a module or a list of modules
     fn:Callable,    # fn(module, args, h) ↦ the new h, or None to leave the output as it is
 ):
-    """Context in which each module's output h passes through `fn`; the hooks are removed on exit, also after
-    an exception."""
+    """Context in which each module's output h passes through `fn`;
+    the hooks are removed on exit, also after an exception."""
     def hook(mod, args, out):
         h = fn(mod, args, _first(out))
         return None if h is None else _replace_first(out, h)
@@ -55,8 +55,8 @@ def position_selector(
     pos:Tensor,                       # B×T (or 1×T) absolute positions of this call's tokens
     prompt_len:Optional[Tensor]=None, # each row's prompt length, for 'prompt' and 'generated'
 ) -> Tensor: # bool, shaped like `pos`
-    """Mask of the edited tokens: all, those at the given absolute positions, the prompt's or the generated
-    ones."""
+    """Mask of the edited tokens: all, those at the given
+    absolute positions, the prompt's or the generated ones."""
     if positions is None: return torch.ones_like(pos, dtype=torch.bool)
     if isinstance(positions, str):
         if positions not in ('prompt', 'generated'):
@@ -105,8 +105,8 @@ ParamSpec = Union[None, str, Sequence[str], Callable[[str], bool]]
 
 # %% ../nbs/02_jacobians.ipynb #4b3e4792
 def _named_or_under(model:nn.Module, named:dict, name:str) -> dict:
-    """The parameter called `name`, or every parameter of the module called `name`; a ValueError names the
-    closest otherwise."""
+    """The parameter called `name`, or every parameter of the module
+    called `name`; a ValueError names the closest otherwise."""
     hit = {n: p for n, p in named.items() if n == name or n.startswith(name + '.')}
     if not hit:
         close = difflib.get_close_matches(name, list(named), n=5, cutoff=0.4)
@@ -301,8 +301,8 @@ def J_theta_h(self:LayerJacobians) -> LinearOperator:
 
 # %% ../nbs/02_jacobians.ipynb #629b85f1
 def dense_jacobian(f:Callable, x0:Tensor, m:int, model:nn.Module, chunk_size:int=64) -> Tensor:
-    """Dense m×n Jacobian of `f` at `x0`: batched JVPs over the n input directions, or VJPs over the m
-    outputs, whichever is fewer."""
+    """Dense m×n Jacobian of `f` at `x0`: batched JVPs over the n input
+    directions, or VJPs over the m outputs, whichever is fewer."""
     n = x0.numel()
     if n <= m:
         eye = torch.eye(n, dtype=x0.dtype, device=x0.device)
@@ -327,8 +327,8 @@ def logit_shift(self:LayerJacobians, dtheta) -> Tensor:
 
 # %% ../nbs/02_jacobians.ipynb #d25468c9
 def check_operator(op:LinearOperator, dense:Optional[Tensor]=None, n:int=3, seed:int=0) -> float:
-    """Largest relative error of matvec/rmatvec against `dense`, and of the adjoint identity ⟨Au, w⟩ =
-    ⟨u, Aᵀw⟩."""
+    """Largest relative error of matvec/rmatvec against
+    `dense`, and of the adjoint identity ⟨Au, w⟩ = ⟨u, Aᵀw⟩."""
     g = torch.Generator(device=op.device).manual_seed(seed); err = 0.0
     for _ in range(n):
         u = torch.randn(op.shape[1], generator=g, dtype=op.dtype, device=op.device)

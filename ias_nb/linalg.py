@@ -71,8 +71,8 @@ def angles_from_projection(
     Q:Tensor,   # m×k orthonormal basis of the first subspace
     PQ:Tensor,  # P_S Q: its projection onto the second subspace S (dim S ≥ k)
 ) -> Tensor:    # k angles, ascending
-    """Principal angles from a basis and its projection: cosines are the singular values of PQ, sines those
-    of Q − PQ."""
+    """Principal angles from a basis and its projection: cosines
+    are the singular values of PQ, sines those of Q − PQ."""
     cos = torch.linalg.svdvals(PQ).clamp(0, 1)                 # descending cosines → ascending angles
     sin = torch.linalg.svdvals(Q - PQ).clamp(0, 1).flip(0)     # ascending sines
     return torch.where(cos**2 >= 0.5, torch.arcsin(sin), torch.arccos(cos))

@@ -202,8 +202,8 @@ def digits_mlp(
     steps:int=300,   # full-batch Adam steps (learning rate 1e-2)
     seed:int=0,
 ) -> tuple: # (model, X, Y): the MLP 64 → hidden → 10 and all 1,797 digits (X: N×64 in [0, 1], float64)
-    """A float64 one-hidden-layer tanh MLP trained full-batch on the first `n_train` digits: the small model
-    of the influence chapters."""
+    """A float64 one-hidden-layer tanh MLP trained full-batch on the
+    first `n_train` digits: the small model of the influence chapters."""
     from sklearn.datasets import load_digits
     X, y = load_digits(return_X_y=True)
     X, Y = torch.tensor(X / 16, dtype=torch.float64), torch.tensor(y)
@@ -276,8 +276,8 @@ def sample_photos(names=SAMPLE_PHOTOS, flips:bool=False) -> tuple:
 
 # %% ../nbs/10_models.ipynb #2b7df143
 def load_resnet50() -> nn.Module:
-    """torchvision ResNet-50 with ImageNet weights (needs network or a torch hub cache); offline:
-    load_efficientnet_lite0()."""
+    """torchvision ResNet-50 with ImageNet weights
+    (needs network or a torch hub cache); offline: load_efficientnet_lite0()."""
     import torchvision
     try: return torchvision.models.resnet50(weights=torchvision.models.ResNet50_Weights.IMAGENET1K_V2).eval()
     except Exception as e:

@@ -123,8 +123,8 @@ def _seq_len(args, kwargs) -> int:
 
 # %% ../nbs/09_steering.ipynb #b74c25c4
 class _Steers:
-    """Every steer active on one model, sharing one position hook and one `generate` wrapper, so nested
-    contexts act as one."""
+    """Every steer active on one model, sharing one position hook
+    and one `generate` wrapper, so nested contexts act as one."""
     def __init__(self, model:nn.Module):
         self.model, self.layers, self.state = model, [], dict(generating=False)
         self.handle = model.register_forward_pre_hook(self.before_call, with_kwargs=True)
@@ -139,8 +139,8 @@ class _Steers:
         finally: self.state['generating'] = False
 
     def before_call(self, mod, args, kwargs):
-        """Record the absolute positions of this call; a call that continues a generation or a cache keeps
-        the prompt length."""
+        """Record the absolute positions of this call; a call that
+        continues a generation or a cache keeps the prompt length."""
         T = _seq_len(args, kwargs)
         self.state['pos'] = pos = absolute_positions(kwargs, T, next(mod.parameters()).device)
         continuing = self.state['generating'] or _cached_len(kwargs) > 0
@@ -220,8 +220,8 @@ def steer(
 # %% ../nbs/09_steering.ipynb #59ef8218
 @patch
 def apply(self:SteeringVector, model:nn.Module, alpha:Optional[float]=None, positions=None, prompt_len=None):
-    """Context in which `model` is steered by this vector (α: its own unless given); as
-    `steer(model, self, ...)`."""
+    """Context in which `model` is steered by this vector
+    (α: its own unless given); as `steer(model, self, ...)`."""
     return steer(model, self, alpha=alpha, positions=positions, prompt_len=prompt_len)
 
 # %% ../nbs/09_steering.ipynb #3efce79c
@@ -298,8 +298,8 @@ def chat_pairs(
     pairs:Sequence[tuple],            # (message, positive, negative reply) or (positive, negative message)
     system:Optional[str]=None,
 ) -> tuple: # (positive texts, negative texts) for `caa_vector` and `contrast_update`
-    """Contrast pairs in the tokenizer's chat template: same message, contrasting replies — or contrasting
-    messages."""
+    """Contrast pairs in the tokenizer's chat template: same
+    message, contrasting replies — or contrasting messages."""
     if all(len(p) == 3 for p in pairs):
         users = [p[0] for p in pairs]
         return (chat_prompts(tokenizer, users, [p[1] for p in pairs], system),
@@ -347,8 +347,8 @@ def to_repeng(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
 
 # %% ../nbs/09_steering.ipynb #c69508ab
 def from_repeng(model:nn.Module, control) -> dict:
-    """{layer name: s} from a repeng `ControlVector` (coefficient 1) or anything with `.directions` —
-    without importing repeng."""
+    """{layer name: s} from a repeng `ControlVector` (coefficient 1)
+    or anything with `.directions` — without importing repeng."""
     return _block_names(model, control.directions)
 
 # %% ../nbs/09_steering.ipynb #af338446
@@ -425,15 +425,15 @@ def default_ias_solver(
 
 # %% ../nbs/09_steering.ipynb #65014502
 def normal_residual(op, s:Tensor, v:Tensor, damping:float=0.0) -> float:
-    """Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖ of a (damped)
-    least-squares solution s."""
+    """Relative normal-equation residual ‖J_hᵀ(v − J_h s) − μs‖ / ‖J_hᵀv‖
+    of a (damped) least-squares solution s."""
     g = op.rmatvec(v)
     return ((op.rmatvec(v - op.matvec(s)) - damping * s).norm() / g.norm()).item()
 
 # %% ../nbs/09_steering.ipynb #5f7a73fc
 def float32_operator(op, v:Tensor) -> tuple:
-    """(operator, target) whose vectors are float32 when the model computes in 16 bits, so that LSQR does not
-    accumulate in bf16."""
+    """(operator, target) whose vectors are float32 when the model
+    computes in 16 bits, so that LSQR does not accumulate in bf16."""
     if v.dtype not in (torch.float16, torch.bfloat16): return op, v
     dt = v.dtype
     return LinearOperator(op.shape, lambda u: op.matvec(u.to(dt)).float(),
