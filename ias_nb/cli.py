@@ -221,12 +221,13 @@ def run_one(args) -> Experiment:
     device = check_device(args.device)
     if args.command == 'spectral':
         if args.model not in (None, 'digits-cnn'):
-            raise ValueError(f"unknown vision model {args.model!r}: the spectral experiment runs on 'digits-cnn', "
-                             "whose training data ship here")
+            raise ValueError(f"unknown vision model {args.model!r}: the spectral experiment runs on "
+                             "'digits-cnn', whose training data ship here")
         e = spectral_experiment(layer=args.layer or '3', n=args.n or 200)
     else:
         from ias_nb.models import load_causal_lm
-        model, tok = load_causal_lm(args.model or ('tiny-gpt2' if args.command == 'layers' else 'smollm2'), device=device)
+        model_name = args.model or ('tiny-gpt2' if args.command == 'layers' else 'smollm2')
+        model, tok = load_causal_lm(model_name, device=device)
         if args.command == 'detox':
             e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
         elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
@@ -246,15 +247,16 @@ EXPERIMENT_HELP = dict(
     detox='CAA vs IAS detoxification: toxicity and perplexity',
     equivalence='first-order equivalence of predicted and actual logit shifts',
     layers='γ_v of the detox update against depth (tiny GPT-2 in float64 by default)',
-    spectral='spectral direction of Σ from training data vs mean gradient, top PC and random directions (digits CNN)')
+    spectral='spectral direction of Σ from training data vs mean gradient, top PC and random '
+             'directions (digits CNN)')
 LAYER_HELP = 'layer name, block index, or relative depth in [0, 1]'
 
 def add_experiment_commands(sub):
     "One sub-command per experiment at full size: detox, equivalence, layers, spectral."
     for name, h in EXPERIMENT_HELP.items():
         c = sub.add_parser(name, help=h)
-        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2' (default of layers), or a Hugging Face "
-                                        "id such as gpt2-medium; spectral: 'digits-cnn'")
+        c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2' (default of layers), "
+                                        "or a Hugging Face id such as gpt2-medium; spectral: 'digits-cnn'")
         c.add_argument('--layer', help=LAYER_HELP + ' (layers: a comma-separated list)')
         c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts '
                                               '(equivalence, layers), random directions (spectral)')

@@ -24,12 +24,14 @@ def mean_activation(cut:LayerJacobians) -> Callable:
     "θ ↦ h̄(θ): the cut's activation averaged over the probe batch and steered positions (a d-vector)."
     fd = cut.feature_dim % cut.h.ndim
     shape = cut.h.shape if cut.positions is None else cut.h[:, cut.positions].shape
-    return lambda t: cut.activation(cut.unflatten(t)).view(shape).movedim(fd, -1).reshape(-1, shape[fd]).mean(0)
+    return lambda t: (cut.activation(cut.unflatten(t)).view(shape)
+                      .movedim(fd, -1).reshape(-1, shape[fd]).mean(0))
 
 # %% ../nbs/07_spectral.ipynb #8e6d8751
 def mean_activation_operator(cut:LayerJacobians) -> LinearOperator:
     "J̄_θh = ∂h̄/∂θ as a d × P operator (JVP / VJP)."
-    return jacobian_operator(mean_activation(cut), cut.theta(), cut.h.shape[cut.feature_dim % cut.h.ndim], cut.model)
+    d = cut.h.shape[cut.feature_dim % cut.h.ndim]
+    return jacobian_operator(mean_activation(cut), cut.theta(), d, cut.model)
 
 # %% ../nbs/07_spectral.ipynb #e2df0bd8
 def data_shifts(J_bar:Tensor, H, grads:Tensor, damping:float, method:str='dense') -> Tensor:
@@ -64,9 +66,11 @@ def spectral_power_iteration(
     g = torch.Generator().manual_seed(seed); n = len(obj.X)
     v = torch.randn(J_bar.shape[0], generator=g, dtype=J_bar.dtype); v = v / v.norm()
     hist, lam = [], 0.0
-    full = per_example_grads(obj) if batch_size is None else None      # deterministic: the same gradients every step
+    full = per_example_grads(obj) if batch_size is None else None  # deterministic: same gradients each step
     for it in tqdm(range(1, iters + 1), desc='power iteration', disable=not progress):
-        if full is None: idx = torch.randperm(n, generator=g)[:batch_size]; grads = per_example_grads(obj, obj.X[idx], obj.Y[idx])
+        if full is None:
+            idx = torch.randperm(n, generator=g)[:batch_size]
+            grads = per_example_grads(obj, obj.X[idx], obj.Y[idx])
         else: grads = full
         q = ihvp(H, J_bar.rmatvec(v), damping, method=method)             # H_λ⁻¹ J̄ᵀ v
         w = J_bar.matvec(ihvp(H, grads.T @ (grads @ q) / len(grads), damping, method=method))  # Σv
@@ -80,12 +84,13 @@ def spectral_power_iteration(
 def metric_gradients(cut:LayerJacobians) -> Tensor:
     "Per-input gradients ∇_s y(x) of a scalar metric per input (rows of the tied J_h): |X| × d."
     if cut.mode != 'tied' or cut.y0.numel() != cut.h.shape[0]:
-        raise ValueError(f"need a tied cut whose output is one scalar per input; got mode {cut.mode!r} and {cut.y0.numel()} outputs for {cut.h.shape[0]} inputs")
+        raise ValueError(f"need a tied cut whose output is one scalar per input; got mode {cut.mode!r} "
+                         f"and {cut.y0.numel()} outputs for {cut.h.shape[0]} inputs")
     return cut.dense('J_h')
 
 # %% ../nbs/07_spectral.ipynb #f7274a85
 def metric_directions(grads:Tensor) -> tuple:
-    "(spectral direction: top eigenvector of Σ_c = E[ggᵀ], sign-aligned with the mean gradient; mean-gradient direction)."
+    "(spectral: top eigenvector of Σ_c = E[ggᵀ], sign-aligned with the mean gradient; unit mean gradient)."
     mean = grads.mean(0)
     top = top_direction(grads.T @ grads / len(grads)).direction
     return (top if top @ mean >= 0 else -top), mean / mean.norm()
@@ -106,18 +111,21 @@ def realised_change(cut:LayerJacobians, s:Tensor) -> float:
 
 # %% ../nbs/07_spectral.ipynb #c7d026c4
 def null_test_norm(cut:LayerJacobians, fraction:float=0.5) -> float:
-    "The null test's norm B: `fraction` of the mean norm of the cut's feature vectors (one per input and position)."
+    "The null test's norm B: `fraction` of the mean norm of the cut's feature vectors (per input, position)."
     h = cut.h.movedim(cut.feature_dim, -1)
     return fraction * h.reshape(-1, h.shape[-1]).norm(dim=1).mean().item()
 
 # %% ../nbs/07_spectral.ipynb #f6b5046b
-def null_test(cut:LayerJacobians, direction:Tensor, norm:float, n_random:int=200, seed:int=0, progress:bool=True) -> NullTest:
+def null_test(cut:LayerJacobians, direction:Tensor, norm:float, n_random:int=200, seed:int=0,
+              progress:bool=True) -> NullTest:
     "Realised change for `norm·direction` against `n_random` random directions of the same norm."
     g = torch.Generator().manual_seed(seed)
     observed = realised_change(cut, norm * direction / direction.norm())
-    rand = np.array([realised_change(cut, norm * r / r.norm()) for r in
-                     tqdm(torch.randn(n_random, direction.numel(), generator=g, dtype=direction.dtype), desc='null test', disable=not progress)])
-    return NullTest(observed, rand, (observed - rand.mean()) / rand.std(ddof=1), (1 + (rand >= observed).sum()) / (n_random + 1))
+    dirs = torch.randn(n_random, direction.numel(), generator=g, dtype=direction.dtype)
+    rand = np.array([realised_change(cut, norm * r / r.norm())
+                     for r in tqdm(dirs, desc='null test', disable=not progress)])
+    z = (observed - rand.mean()) / rand.std(ddof=1)
+    return NullTest(observed, rand, z, (1 + (rand >= observed).sum()) / (n_random + 1))
 
 # %% ../nbs/07_spectral.ipynb #d9960c37
 def plot_null_test(t:NullTest, title:str=''):
@@ -126,13 +134,15 @@ def plot_null_test(t:NullTest, title:str=''):
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(t.random, bins=30, color='0.7', label=f'{len(t.random)} random directions')
     ax.axvline(t.observed, c='C3', lw=2, label=f'spectral: z = {t.z:.2f}, p = {t.p:.4f}')
-    ax.set(xlabel='realised change of the class logit', ylabel='count', title=title); ax.legend(fontsize=8); fig.tight_layout()
+    ax.set(xlabel='realised change of the class logit', ylabel='count', title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/07_spectral.ipynb #14ebd45e
 @dataclass
 class DataChangeBound:
-    "Per input: the largest first-order change of f over data up-weightings of norm ≤ B, and the paper's bound."
+    "Per input: the largest first-order change of f over up-weightings of norm ≤ B, and the paper's bound."
     achievable: Tensor   # B·sqrt(∇_h fᵀ Σ ∇_h f)
     bound: Tensor        # B·sqrt(λ_max(Σ))·‖∇_h f‖
 
@@ -142,9 +152,11 @@ def data_change_bound(
     Sigma:Tensor,   # d×d: Σ = (1/n) Σ_z u_z u_zᵀ
     budget:float,   # B: norm of the up-weighting w (Δh = Uw/√n)
 ) -> DataChangeBound:
-    "B·sqrt(gᵀΣg) (the best data up-weighting of norm ≤ B, at first order) and the paper's B·sqrt(λ_max)‖g‖, per input."
+    "Per input: B·sqrt(gᵀΣg) (best norm-B up-weighting, first order) and paper's B·sqrt(λ_max)‖g‖."
     if grads.ndim != 2 or Sigma.shape != (grads.shape[1], grads.shape[1]):
-        raise ValueError(f"shape mismatch: `grads` must be N×d and `Sigma` d×d; got {tuple(grads.shape)} and {tuple(Sigma.shape)}")
+        raise ValueError(f"shape mismatch: `grads` must be N×d and `Sigma` d×d; "
+                         f"got {tuple(grads.shape)} and {tuple(Sigma.shape)}")
     G, S = grads.to(torch.float64), Sigma.to(torch.float64)
     lam = torch.linalg.eigvalsh(0.5 * (S + S.T))[-1].clamp_min(0)
-    return DataChangeBound(budget * torch.einsum('nd,de,ne->n', G, S, G).clamp_min(0).sqrt(), budget * lam.sqrt() * G.norm(dim=1))
+    achievable = torch.einsum('nd,de,ne->n', G, S, G).clamp_min(0).sqrt()
+    return DataChangeBound(budget * achievable, budget * lam.sqrt() * G.norm(dim=1))
