@@ -8,7 +8,7 @@ import argparse, html, json, sys, time
 from pathlib import Path
 import torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import Experiment, DEMO_SIZES, detox_update, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
+from .experiments import Experiment, DEMO_SIZES, DEMO_VECTORS, detox_vectors, detox_experiment, equivalence_experiment, gamma_depth_experiment, spectral_experiment
 from .experiments import prompt_set
 from .jacobians import find_layer
 from .steering import caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf, export_gguf
@@ -74,9 +74,10 @@ def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
     "(title, run) pairs of the four reduced experiments on SmolLM2 and EfficientNet-Lite0; the detox update is computed once."
     from ias_nb.models import load_smollm2
     model, tok = load_smollm2(device=check_device(device))
-    step = detox_update(model, tok)
-    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], step=step)),
-            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], step=step)),
+    vecs = detox_vectors(model, tok, **DEMO_VECTORS, progress=False)   # one CG and one IAS solve for (a), (b), (c)
+    step = vecs.update
+    return [('First-order equivalence', lambda: equivalence_experiment(model, tok, **sizes['equivalence'], vectors=vecs)),
+            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], vectors=vecs)),
             ('γ_v against depth', lambda: gamma_depth_experiment(model, tok, **sizes['gamma_depth'], step=step)),
             ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral'], device=device))]
 
@@ -201,8 +202,8 @@ def run_one(args) -> Experiment:
     else:
         from ias_nb.models import load_causal_lm
         model, tok = load_causal_lm(args.model or 'smollm2', device=check_device(args.device))
-        if args.command == 'detox': e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
-        elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
+        if args.command == 'detox': e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 120, **(dict(alphas=[float(a) for a in args.alphas.split(',')]) if args.alphas else {}))
+        elif args.command == 'equivalence': e = equivalence_experiment(model, tok, layer=args.layer or 0.5, n_heldout=args.n or 24)
         else: e = gamma_depth_experiment(model, tok, n=args.n or 8, layers=args.layer.split(',') if args.layer else None)
     e.settings['command'] = 'ias ' + ' '.join(args.argv)
     e.save(args.out); print(e.markdown()); print('settings:', e.settings); print(f"written to {args.out}")
@@ -215,14 +216,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True)
     d = sub.add_parser('demo', help='the main job: reduced runs of every experiment on embedded defaults (no download)')
     d.add_argument('--seed', type=int, default=0)
-    helps = dict(detox='CAA vs IAS detoxification: toxicity and perplexity', equivalence='first-order equivalence of predicted and actual logit shifts',
+    helps = dict(detox='CAA vs IAS vs random detoxification over α: toxicity and perplexity', equivalence='first-order equivalence: steered vs update logit shifts, fitted and held-out prompts',
                  layers='γ_v of the detox update at every layer', spectral='spectral vs random directions on an ImageNet model')
     for name, h in helps.items():
         c = sub.add_parser(name, help=h)
         c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2', or a Hugging Face id such as gpt2-medium; spectral: 'efficientnet-lite0' or 'resnet50'")
         c.add_argument('--layer', help='layer name, block index, or relative depth in [0, 1] (layers: a comma-separated list)')
-        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts (equivalence, layers), random directions (spectral)')
-        if name == 'detox': c.add_argument('--alpha', type=float, default=1.0, help='steering strength')
+        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), held-out prompts (equivalence), probe prompts (layers), random directions (spectral)')
+        if name == 'detox': c.add_argument('--alphas', help='comma-separated steering strengths (default 1,2,4,8)')
     a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus (ρ for each, the ℓ1-minimal measure)')
     a.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
     a.add_argument('--layer', required=True, help='layer name, block index, or relative depth in [0, 1]')
