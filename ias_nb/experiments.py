@@ -116,7 +116,7 @@ def mlp_out_param(model:nn.Module, layer) -> str:
     if not hits: raise ValueError(f"block {layer!r} has no MLP output projection ({' or '.join(names)}): pass `params`")
     return hits[0]
 
-# %% ../nbs/12_experiments.ipynb #e9ee50f2
+# %% ../nbs/12_experiments.ipynb #04248c5b
 def gradient_curvature(pre:CGPreconditioner, g:dict) -> float:
     "gᵀGg / gᵀg: the Gauss–Newton curvature of the corpus loss along g (one GGN product)."
     Gg = pre.ggn(g); flat = lambda d: torch.cat([d[n].double().flatten() for n in pre.params])
@@ -148,7 +148,7 @@ def detox_update(
                 cg_tol=tol, cg_converged=pre.converged)
     return Update(update, info)
 
-# %% ../nbs/12_experiments.ipynb #2cf6c51c
+# %% ../nbs/12_experiments.ipynb #014df0b4
 @dataclass
 class DetoxVectors:
     "What both experiments steer with: the layer, the update Δθ, the CAA vector and the IAS vector s* of Δθ (unscaled)."
@@ -170,6 +170,7 @@ def detox_vectors(
     layer=0.5,                 # name, block index or relative depth
     n_probes:int=8,            # probe prompts A for s*: first words of the toxic contrast sentences
     maxiter:int=300,           # LSQR iterations of the IAS solve
+    solver:str='lsqr',         # `ias_vector`'s solver: matrix-free LSQR keeps memory small ('dense' forms J_h by batched JVPs: GBs)
     update:Optional[dict]=None,# Δθ (default: `detox_update(model, tok, layer, **update_kw)`)
     progress:bool=True,
     **update_kw,
@@ -180,16 +181,16 @@ def detox_vectors(
     update = detox_update(model, tok, layer, progress=progress, **update_kw) if update is None else update
     if not isinstance(update, Update): update = Update(update)
     probes = probe_prompts(toxic[:n_probes])
-    s = ias_vector(model, tok, layer, probes, update, maxiter=maxiter)
+    s = ias_vector(model, tok, layer, probes, update, maxiter=maxiter, solver=solver)
     return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral, toxic), s, probes)
 
-# %% ../nbs/12_experiments.ipynb #c4b2a3cc
+# %% ../nbs/12_experiments.ipynb #2b832f3b
 def random_directions(n:int, like:torch.Tensor, seed:int=0) -> torch.Tensor:
     "`n` Gaussian directions (n × d) with the norm of `like`: the equal-norm random control."
     g = torch.randn(n, like.numel(), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return (g * (like.norm().double() / g.norm(dim=1, keepdim=True))).to(like.dtype)
 
-# %% ../nbs/12_experiments.ipynb #022efdb9
+# %% ../nbs/12_experiments.ipynb #577b0de2
 def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:
     "(mean(x − y), two-sided p) of a paired permutation test over prompts (scipy.stats.permutation_test, exact when 2ⁿ ≤ `n_resamples`)."
     from scipy.stats import permutation_test
@@ -199,7 +200,7 @@ def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:i
                          alternative='two-sided', random_state=seed)
     return float(np.mean(x - y)), float(r.pvalue)
 
-# %% ../nbs/12_experiments.ipynb #8fbe91f7
+# %% ../nbs/12_experiments.ipynb #36ba31ed
 @dataclass
 class SteeredRun:
     "Per-prompt toxicity of greedy continuations and benign perplexity under one steer (vector, α)."
@@ -215,7 +216,7 @@ def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:O
         ppl = heldout_perplexity(model, tok, n_tokens=ppl_tokens)
     return SteeredRun(np.asarray(score(conts), float), ppl, conts[0])
 
-# %% ../nbs/12_experiments.ipynb #4611a0a1
+# %% ../nbs/12_experiments.ipynb #692f0e9f
 def detox_row(runs:dict, method:str, alpha:float, n_random:int=0) -> dict:
     "One table row: mean toxicity and toxic share with 95% bootstrap intervals over prompts, and perplexity."
     if method == 'random':
@@ -298,7 +299,7 @@ def plot_detox(runs:dict, rows:list, settings:dict):
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
-# %% ../nbs/12_experiments.ipynb #9be00d9b
+# %% ../nbs/12_experiments.ipynb #d0682f4c
 def updated_logits(model:nn.Module, batch:dict, update:dict, eps:float) -> torch.Tensor:
     "Last-token logits f(θ + εΔθ) of a batch, the model's own parameters untouched (`torch.func.functional_call`)."
     named = dict(model.named_parameters())
