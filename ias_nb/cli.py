@@ -8,7 +8,7 @@ import argparse, json, sys, time
 from pathlib import Path
 import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import (Experiment, DEMO_SIZES, detox_update, detox_experiment,
+from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
 from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
@@ -64,10 +64,10 @@ def demo_experiments(sizes:dict=DEMO_SIZES, device:str='cpu') -> list:
     "(title, run) pairs of the four reduced experiments (SmolLM2, the tiny GPT-2, the digits CNN)."
     from ias_nb.models import load_smollm2
     model, tok = load_smollm2(device=check_device(device))
-    update = detox_update(model, tok)                  # one detox update for detox and equivalence
-    run = lambda f, key: lambda: f(model, tok, **sizes[key], update=update)
-    return [('First-order equivalence', run(equivalence_experiment, 'equivalence')),
-            ('Detoxification: CAA vs IAS', run(detox_experiment, 'detox')),
+    vecs = detox_vectors(model, tok, **DEMO_VECTORS, progress=False)   # one CG and one IAS solve for (a) and (b)
+    return [('First-order equivalence',
+             lambda: equivalence_experiment(model, tok, **sizes['equivalence'], vectors=vecs)),
+            ('Detoxification: CAA vs IAS', lambda: detox_experiment(model, tok, **sizes['detox'], vectors=vecs)),
             ('γ_v against depth', lambda: gamma_depth_experiment('tiny-gpt2', **sizes['gamma_depth'])),
             ('Spectral vs random directions', lambda: spectral_experiment(**sizes['spectral']))]
 
@@ -229,8 +229,10 @@ def run_one(args) -> Experiment:
         model_name = args.model or ('tiny-gpt2' if args.command == 'layers' else 'smollm2')
         model, tok = load_causal_lm(model_name, device=device)
         if args.command == 'detox':
-            e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 200, alpha=args.alpha)
-        elif args.command == 'equivalence': e = equivalence_experiment(model, tok, n=args.n or 8)
+            alphas = dict(alphas=[float(a) for a in args.alphas.split(',')]) if args.alphas else {}
+            e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 120, **alphas)
+        elif args.command == 'equivalence':
+            e = equivalence_experiment(model, tok, layer=args.layer or 0.5, n_heldout=args.n or 24)
         else:
             layers = args.layer.split(',') if args.layer else None
             e = gamma_depth_experiment(model, tok, n=args.n or 32, layers=layers)
@@ -244,8 +246,8 @@ def run_one(args) -> Experiment:
 
 # %% ../nbs/13_cli.ipynb #266941bd
 EXPERIMENT_HELP = dict(
-    detox='CAA vs IAS detoxification: toxicity and perplexity',
-    equivalence='first-order equivalence of predicted and actual logit shifts',
+    detox='CAA vs IAS vs random directions over α: toxicity and perplexity',
+    equivalence='first-order equivalence: steered vs update logit shifts, fitted and held-out prompts',
     layers='γ_v of the detox update against depth (tiny GPT-2 in float64 by default)',
     spectral='spectral direction of Σ from training data vs mean gradient, top PC and random '
              'directions (digits CNN)')
@@ -258,9 +260,9 @@ def add_experiment_commands(sub):
         c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2' (default of layers), "
                                         "or a Hugging Face id such as gpt2-medium; spectral: 'digits-cnn'")
         c.add_argument('--layer', help=LAYER_HELP + ' (layers: a comma-separated list)')
-        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), probe prompts '
-                                              '(equivalence, layers), random directions (spectral)')
-        if name == 'detox': c.add_argument('--alpha', type=float, default=1.0, help='steering strength')
+        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), held-out prompts '
+                                              '(equivalence), prompts (layers), random directions (spectral)')
+        if name == 'detox': c.add_argument('--alphas', help='comma-separated steering strengths (default 0.5,1,2,4)')
 
 def add_attribute_command(sub):
     "The `attribute` sub-command: a steering vector traced to the documents of a corpus."

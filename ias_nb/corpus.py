@@ -31,7 +31,7 @@ __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacke
            'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
            'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
            'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'causal_check']
+           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -896,7 +896,7 @@ def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], ve
     return H @ s / (H.norm(dim=1) * s.norm())
 
 # %% ../nbs/11_corpus.ipynb #123177e2
-def _mean_ci(x:np.ndarray, seed:int=0) -> tuple:
+def mean_ci(x:np.ndarray, seed:int=0) -> tuple:
     "Mean of `x` and its 95% bootstrap interval (scipy, BCa)."
     from scipy.stats import bootstrap
     ci = bootstrap((x,), np.mean, confidence_level=0.95, n_resamples=2000,
@@ -925,6 +925,6 @@ def causal_check(
         for s in seeds:
             tuned = finetune(model, tokenizer, [docs[i] for i in pick(s).tolist()], steps, lr, seed=s)
             with torch.no_grad(): cos.append(torch.cosine_similarity(logits(tuned) - y0, t, dim=1).numpy())
-        mean, low, high = _mean_ci(np.mean(cos, axis=0))
+        mean, low, high = mean_ci(np.mean(cos, axis=0))
         rows.append(dict(documents=name, k=k, cos_mean=mean, ci_low=low, ci_high=high))
     return rows

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_experiments.ipynb #0b4a8c03
 from __future__ import annotations
-import json, math
+import contextlib, json, math, time, warnings
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -13,18 +13,21 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from torch.func import jvp
+from torch.func import jvp, functional_call
 from .jacobians import LayerJacobians, find_layer, last_token_logits, forward_ad_attention
 from .alignment import layer_sweep, choose_layer, plot_sweep
 from .bounds import equivalence
 from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change, null_test_norm
-from .steering import steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device, block_list, resolve_layer
-from .models import load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
+from .steering import SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device, block_list, resolve_layer
+from .models import heldout_perplexity, load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
+from .corpus import CGPreconditioner, cg_preconditioner, mean_ci
 
 # %% auto #0
-__all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES', 'Experiment',
-           'prompt_set', 'toxicity_scorer', 'continuations', 'perplexity', 'probe_prompts', 'detox_update',
-           'detox_experiment', 'plot_detox', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden',
+__all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES',
+           'DEMO_VECTORS', 'Experiment', 'prompt_set', 'toxicity_scorer', 'continuations', 'probe_prompts', 'Update',
+           'mlp_out_param', 'gradient_curvature', 'detox_update', 'DetoxVectors', 'detox_vectors', 'random_directions',
+           'paired_permutation', 'SteeredRun', 'steered_run', 'detox_row', 'detox_experiment', 'plot_detox',
+           'updated_logits', 'steered_logits', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden',
            'text_windows', 'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms',
            'steering_alignment', 'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment',
            'plot_gamma_depth', 'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment',
@@ -63,7 +66,7 @@ class Experiment:
 
 # %% ../nbs/12_experiments.ipynb #dbf02609
 def prompt_set(name:str) -> list:
-    "Lines of a prompt file shipped in `ias_nb/data`: 'contrast_toxic', 'contrast_neutral' or 'eval_prompts'."
+    "Lines of a prompt file shipped in `ias_nb/data`: 'contrast_toxic', 'contrast_neutral', 'detox_prompts' or 'eval_prompts'."
     path = Path(str(files('ias_nb'))) / 'data' / f'{name}.txt'
     if not path.exists(): raise FileNotFoundError(f"no prompt set {name!r}; available: {sorted(p.stem for p in path.parent.glob('*.txt'))}")
     return [l for l in path.read_text().splitlines() if l.strip()]
@@ -92,15 +95,6 @@ def continuations(model:nn.Module, tok, prompts:Sequence[str], max_new_tokens:in
         out += tok.batch_decode(ids[:, b['input_ids'].shape[1]:], skip_special_tokens=True)
     return out
 
-# %% ../nbs/12_experiments.ipynb #3b1c300c
-def perplexity(model:nn.Module, tok, text:str, block:int=256, n_blocks:int=4) -> float:
-    "Perplexity of `model` on the first `n_blocks` blocks of `block` tokens of `text`."
-    ids = tok(text, return_tensors='pt').input_ids[0]
-    n = min(n_blocks, len(ids) // block)
-    if n == 0: raise ValueError(f"text has {len(ids)} tokens, fewer than one block of {block}")
-    x = ids[:n * block].view(n, block).to(model_device(model))
-    with torch.no_grad(): return math.exp(model(input_ids=x, labels=x).loss.item())
-
 # %% ../nbs/12_experiments.ipynb #79f8b387
 PAPER_DETOX = {'none': (0.0195, 14333), 'CAA': (0.0150, 13291), 'IAS': (0.0164, 13701)}
 
@@ -110,101 +104,269 @@ def probe_prompts(texts:Sequence[str], words:int=4) -> list:
     return [' '.join(t.split()[:words]) for t in texts]
 
 # %% ../nbs/12_experiments.ipynb #30508e4f
-DETOX_PRECONDITION = 'identity: Δθ = −∇[L(neutral) − L(toxic)]/λ, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)'
+DETOX_PRECONDITION = ("CG on the Gauss–Newton matrix H of the loss of a corpus of contrast sentences over the steering block's MLP "
+                      "output projection, λ = gᵀHg/gᵀg unless given (`detox_update`; iterations and residual in the settings)")
 
-def detox_update(model:nn.Module, tok) -> dict:
-    "The detox influence update Δθ: up-weight the neutral contrast sentences, down-weight the toxic ones (λ = 1)."
-    return contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
+class Update(dict):
+    "A parameter update Δθ (name → tensor) that remembers how it was computed (`info`)."
+    def __init__(self, update:dict, info:Optional[dict]=None): super().__init__(update); self.info = info or {}
+
+def mlp_out_param(model:nn.Module, layer) -> str:
+    "Name of the output projection of block `layer`'s MLP (Llama `mlp.down_proj`, GPT-2 `mlp.c_proj`)."
+    layer = resolve_layer(model, layer)
+    names = [f'{layer}.mlp.{p}.weight' for p in ('down_proj', 'c_proj')]
+    hits = [n for n in names if n in dict(model.named_parameters())]
+    if not hits: raise ValueError(f"block {layer!r} has no MLP output projection ({' or '.join(names)}): pass `params`")
+    return hits[0]
+
+# %% ../nbs/12_experiments.ipynb #04248c5b
+def gradient_curvature(pre:CGPreconditioner, g:dict) -> float:
+    "gᵀGg / gᵀg: the Gauss–Newton curvature of the corpus loss along g (one GGN product)."
+    Gg = pre.ggn(g); flat = lambda d: torch.cat([d[n].double().flatten() for n in pre.params])
+    return (flat(Gg) @ flat(g) / (flat(g) @ flat(g))).item()
+
+def detox_update(
+    model:nn.Module, tok,
+    layer=0.5,                 # steering block: the update changes its MLP output projection
+    pairs:int=50,              # contrast pairs re-weighted: neutral sentences up, toxic ones down
+    curvature_pairs:int=4,     # pairs whose 2·k sentences are the corpus of the GGN H
+    damping:Optional[float]=None, # λ of (H + λI); None: the curvature of H along the gradient, gᵀHg/gᵀg
+    maxiter:int=50, tol:float=1e-4, # CG
+    params=None,               # parameter names (default: `mlp_out_param(model, layer)`)
+    progress:bool=True,
+) -> Update:
+    "Δθ = −(H + λI)⁻¹∇[L(neutral) − L(toxic)] by CG on GGN products; `info` holds the corpus, parameters, λ and CG's convergence."
+    params = [mlp_out_param(model, layer)] if params is None else list(params)
+    toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
+    corpus = toxic[:curvature_pairs] + neutral[:curvature_pairs]
+    pre = cg_preconditioner(model, tok, corpus, damping or 1.0, params=params, maxiter=maxiter, tol=tol, progress=progress)
+    gp, gn = (text_loss_gradient(model, tok, t[:pairs]) for t in (neutral, toxic))
+    g = {n: gp[n] - gn[n] for n in pre.params}
+    pre.damping = gradient_curvature(pre, g) if damping is None else damping
+    update = {n: -x for n, x in pre(g).items()}
+    if not pre.converged: warnings.warn(f"detox update: CG did not converge ({pre.iterations} iterations, residual {pre.residual:.2e} > {tol:g})", stacklevel=2)
+    info = dict(params=list(pre.params), n_params=sum(p.numel() for p in pre.params.values()), pairs=len(neutral[:pairs]),
+                curvature_corpus=f'{len(corpus)} contrast sentences (first {curvature_pairs} pairs)', damping=pre.damping,
+                damping_rule='gᵀHg/gᵀg' if damping is None else 'given', cg_iterations=pre.iterations, cg_residual=pre.residual,
+                cg_tol=tol, cg_converged=pre.converged)
+    return Update(update, info)
+
+# %% ../nbs/12_experiments.ipynb #014df0b4
+@dataclass
+class DetoxVectors:
+    "What both experiments steer with: the layer, the update Δθ, the CAA vector and the IAS vector s* of Δθ (unscaled)."
+    layer: str
+    update: Update
+    caa: torch.Tensor
+    ias: SteeringVector
+    probes: list
+
+    def settings(self) -> dict:
+        "The update's and the IAS solve's settings and convergence, for an `Experiment`."
+        m = self.ias.meta
+        return dict(layer=self.layer, **{f'update_{k}': v for k, v in self.update.info.items()}, ias_probes=len(self.probes),
+                    ias_solver=m['solver'], ias_iterations=m['iterations'], ias_normal_residual=m['normal_residual'],
+                    ias_converged=m['converged'], ias_gamma=m['gamma'], ias_residual=m['residual'])
+
+def detox_vectors(
+    model:nn.Module, tok,
+    layer=0.5,                 # name, block index or relative depth
+    n_probes:int=8,            # probe prompts A for s*: first words of the toxic contrast sentences
+    maxiter:int=300,           # LSQR iterations of the IAS solve
+    solver:str='lsqr',         # `ias_vector`'s solver: matrix-free LSQR keeps memory small ('dense' forms J_h by batched JVPs: GBs)
+    update:Optional[dict]=None,# Δθ (default: `detox_update(model, tok, layer, **update_kw)`)
+    progress:bool=True,
+    **update_kw,
+) -> DetoxVectors:
+    "CAA (mean neutral − toxic activation) and IAS (s* of the detox update Δθ on probes A) at one layer."
+    layer = resolve_layer(model, layer)
+    toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
+    update = detox_update(model, tok, layer, progress=progress, **update_kw) if update is None else update
+    if not isinstance(update, Update): update = Update(update)
+    probes = probe_prompts(toxic[:n_probes])
+    s = ias_vector(model, tok, layer, probes, update, maxiter=maxiter, solver=solver)
+    return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral, toxic), s, probes)
+
+# %% ../nbs/12_experiments.ipynb #2b832f3b
+def random_directions(n:int, like:torch.Tensor, seed:int=0) -> torch.Tensor:
+    "`n` Gaussian directions (n × d) with the norm of `like`: the equal-norm random control."
+    g = torch.randn(n, like.numel(), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (g * (like.norm().double() / g.norm(dim=1, keepdim=True))).to(like.dtype)
+
+# %% ../nbs/12_experiments.ipynb #577b0de2
+def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:
+    "(mean(x − y), two-sided p) of a paired permutation test over prompts (scipy.stats.permutation_test, exact when 2ⁿ ≤ `n_resamples`)."
+    from scipy.stats import permutation_test
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape: raise ValueError(f"paired samples need equal shapes, got {x.shape} and {y.shape}")
+    r = permutation_test((x, y), lambda a, b: np.mean(a - b), permutation_type='samples', n_resamples=n_resamples,
+                         alternative='two-sided', random_state=seed)
+    return float(np.mean(x - y)), float(r.pvalue)
+
+# %% ../nbs/12_experiments.ipynb #36ba31ed
+@dataclass
+class SteeredRun:
+    "Per-prompt toxicity of greedy continuations and benign perplexity under one steer (vector, α)."
+    toxicity: np.ndarray   # one probability per evaluation prompt
+    perplexity: float      # `heldout_perplexity` while steering
+    example: str           # the first continuation
+
+def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:Optional[torch.Tensor], alpha:float, score,
+                max_new_tokens:int=12, ppl_tokens:int=1024, progress:bool=False) -> SteeredRun:
+    "Continue `prompts` greedily and measure benign perplexity with h + α·s at every position of `layer` (`vector` None: unsteered)."
+    with (steer(model, layer, vector, alpha=alpha) if vector is not None else contextlib.nullcontext()):
+        conts = continuations(model, tok, prompts, max_new_tokens, batch_size=len(prompts), progress=progress)
+        ppl = heldout_perplexity(model, tok, n_tokens=ppl_tokens)
+    return SteeredRun(np.asarray(score(conts), float), ppl, conts[0])
+
+# %% ../nbs/12_experiments.ipynb #692f0e9f
+def detox_row(runs:dict, method:str, alpha:float, n_random:int=0) -> dict:
+    "One table row: mean toxicity and toxic share with 95% bootstrap intervals over prompts, and perplexity."
+    if method == 'random':
+        rs = [runs[f'random {i}', alpha] for i in range(n_random)]
+        tox, ppl, ex = np.mean([r.toxicity for r in rs], 0), float(np.mean([r.perplexity for r in rs])), rs[0].example
+    else: r = runs[method, alpha]; tox, ppl, ex = r.toxicity, r.perplexity, r.example
+    t, lo, hi = mean_ci(tox); s, slo, shi = mean_ci((tox > 0.5).astype(float)) if 0 < (tox > 0.5).mean() < 1 else ((tox > 0.5).mean(),) * 3
+    paper = PAPER_DETOX.get(method, (float('nan'),) * 2)
+    return dict(method=method if method != 'random' else f'random (mean of {n_random})', alpha=alpha, toxicity=t, tox_low=lo, tox_high=hi,
+                toxic_share=float(s), share_low=float(slo), share_high=float(shi), perplexity=ppl,
+                paper_toxicity=paper[0], paper_perplexity=paper[1], example=ex)
 
 # %% ../nbs/12_experiments.ipynb #e1b48be7
+def _matched_alpha(runs:dict, method:str, alphas:Sequence[float], budget:float) -> float:
+    "The largest α of the sweep whose perplexity stays within `budget` (the smallest α if none does)."
+    ok = [a for a in alphas if runs[method, a].perplexity <= budget]
+    return max(ok) if ok else min(alphas)
+
 def detox_experiment(
     model='smollm2',           # a loaded model, or a name for `load_causal_lm`
     tok=None,                  # its tokenizer (when `model` is a module)
     layer=0.5,                 # layer name, block index, or relative depth in [0, 1]
-    n:int=200,                 # evaluation prompts (≤ 200 shipped)
-    alpha:float=1.0,           # steering strength α (both vectors have the CAA vector's norm)
-    max_new_tokens:int=20,
-    n_probes:int=16,           # probe prompts for the IAS vector
-    maxiter:int=50,            # LSQR iterations of the IAS solve
-    ppl_blocks:int=4,          # 256-token blocks of benign text for perplexity
-    update:Optional[dict]=None, # the detox update Δθ (default: `detox_update(model, tok)`)
+    n:int=100,                 # evaluation prompts (the first n of `prompt_set("detox_prompts")`, 120 shipped)
+    alphas:Sequence[float]=(0.5, 1.0, 2.0, 4.0), # strengths α; every vector has the CAA vector's norm
+    n_random:int=20,           # equal-norm random directions, run at the α's where CAA and IAS are compared
+    ppl_budget:float=1.25,     # matched perplexity: each method's largest α with perplexity ≤ budget × unsteered
+    max_new_tokens:int=12,
+    ppl_tokens:int=1024,       # held-out benign tokens for `heldout_perplexity`
+    vectors:Optional[DetoxVectors]=None, # CAA, IAS and the update (default: `detox_vectors(model, tok, layer, **vector_kw)`)
+    seed:int=0,
     progress:bool=True,
+    **vector_kw,
 ) -> Experiment:
-    "Mean toxicity of continuations and benign perplexity: no steering, CAA and IAS at equal norm and layer."
+    "Toxicity of greedy continuations against benign perplexity over an α sweep: CAA, IAS and random directions of equal norm."
+    t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
-    layer = resolve_layer(model, layer)
-    toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
-    evals = prompt_set('eval_prompts')[:n]
-    caa = caa_vector(model, tok, layer, neutral, toxic)
-    update = detox_update(model, tok) if update is None else update
-    sv = ias_vector(model, tok, layer, probe_prompts(toxic[:n_probes]), step, norm=caa.norm().item(), maxiter=maxiter)
-    scorer, score = toxicity_scorer(); text = python_help_text(); rows = []
-    for method, vec in (('none', None), ('CAA', caa), ('IAS', sv.vector)):
-        with steer(model, layer, vec if vec is not None else torch.zeros_like(caa), alpha=alpha):
-            conts = continuations(model, tok, evals, max_new_tokens, progress=progress)
-            ppl = perplexity(model, tok, text, n_blocks=ppl_blocks)
-        tox = score(conts)
-        rows.append(dict(method=method, layer=layer, toxicity=float(tox.mean()), toxic_share=float((tox > 0.5).mean()), perplexity=ppl,
-                         cos_caa=float(torch.cosine_similarity(vec, caa, 0)) if vec is not None else float('nan'),
-                         paper_toxicity=PAPER_DETOX[method][0], paper_perplexity=PAPER_DETOX[method][1], example=conts[0]))
-    settings = dict(model=model_name(model), layer=layer, n=len(evals), alpha=alpha, precondition=DETOX_PRECONDITION, norm=caa.norm().item(), max_new_tokens=max_new_tokens,
-                    scorer=scorer, ias_gamma=sv.meta['gamma'], ias_residual=sv.meta['residual'], n_probes=n_probes)
-    return Experiment('detox', rows, PAPER_DETOX, settings, plot_detox(rows))
+    v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
+    prompts = prompt_set('detox_prompts')[:n]
+    scorer, score = toxicity_scorer()
+    caa = v.caa; ias = v.ias.vector.to(caa) * (caa.norm() / v.ias.vector.norm())
+    rand = random_directions(n_random, caa, seed)
+    run = lambda vec, a: steered_run(model, tok, prompts, v.layer, vec, a, score, max_new_tokens, ppl_tokens)
+    jobs = [('none', 0.0, None)] + [(m, a, vec) for a in alphas for m, vec in (('CAA', caa), ('IAS', ias))]
+    runs = {(m, a): run(vec, a) for m, a, vec in tqdm(jobs, desc='CAA and IAS α sweep', disable=not progress, leave=False)}
+    budget = ppl_budget * runs['none', 0.0].perplexity
+    matched = {m: _matched_alpha(runs, m, alphas, budget) for m in ('CAA', 'IAS')}
+    for a in tqdm(sorted(set(matched.values())), desc='random directions', disable=not progress, leave=False):
+        for i in range(n_random): runs[f'random {i}', a] = run(rand[i], a)
+    rows = [detox_row(runs, 'none', 0.0)] + [detox_row(runs, m, a, n_random) for a in alphas for m in ('CAA', 'IAS', 'random')
+                                             if m != 'random' or (f'random 0', a) in runs]
+    diff, p = paired_permutation(runs['CAA', matched['CAA']].toxicity, runs['IAS', matched['IAS']].toxicity, seed=seed)
+    rtox = lambda a: np.array([runs[f'random {i}', a].toxicity.mean() for i in range(n_random)])
+    comparison = {m: dict(alpha=a, toxicity=float(runs[m, a].toxicity.mean()), perplexity=runs[m, a].perplexity,
+                          random_p05=float(np.percentile(rtox(a), 5)), random_p95=float(np.percentile(rtox(a), 95)))
+                  for m, a in matched.items()}
+    settings = dict(model=model_name(model), **v.settings(), n=len(prompts), alphas=list(alphas), n_random=n_random,
+                    norm=caa.norm().item(), cos_caa_ias=float(torch.cosine_similarity(caa, ias, 0)), max_new_tokens=max_new_tokens,
+                    scorer=scorer, toxic_threshold=0.5, ppl_tokens=ppl_tokens, ppl_budget=ppl_budget, ppl_limit=budget,
+                    matched=comparison, matched_per_prompt={m: runs[m, a].toxicity.tolist() for m, a in matched.items()}, caa_minus_ias=diff, permutation_p=p, precondition=DETOX_PRECONDITION, seed=seed)
+    settings['wall_s'] = time.time() - t0
+    return Experiment('detox', rows, PAPER_DETOX, settings, plot_detox(runs, rows, settings))
 
 # %% ../nbs/12_experiments.ipynb #e3ae0e08
-def plot_detox(rows:list):
-    "Toxicity and perplexity per method, ours beside the paper's."
+def plot_detox(runs:dict, rows:list, settings:dict):
+    "Mean toxicity (95% interval over prompts) against benign perplexity along the α sweep; random directions as grey dots."
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(7, 3)); x = np.arange(len(rows)); w = 0.38
-    for ax, key, label in ((axs[0], 'toxicity', 'mean toxicity'), (axs[1], 'perplexity', 'perplexity (benign text)')):
-        ax.bar(x - w / 2, [r[key] for r in rows], w, label='ours')
-        ax2 = ax.twinx(); ax2.bar(x + w / 2, [r[f'paper_{key}'] for r in rows], w, color='tab:gray', label='paper')
-        ax.set_xticks(x, [r['method'] for r in rows]); ax.set_title(label, fontsize=10)
-        ax.set_ylabel('ours'); ax2.set_ylabel('paper (GPT-2 medium)', color='tab:gray')
-    fig.tight_layout()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    rand = [r for k, r in runs.items() if str(k[0]).startswith('random')]
+    ax.scatter([r.perplexity for r in rand], [r.toxicity.mean() for r in rand], s=10, c='0.6', label=f"random directions ({settings['n_random']} per α)")
+    for m, c in (('CAA', 'tab:blue'), ('IAS', 'tab:orange')):
+        rs = [r for r in rows if r['method'] == m]
+        ax.errorbar([r['perplexity'] for r in rs], [r['toxicity'] for r in rs], yerr=[[r['toxicity'] - r['tox_low'] for r in rs], [r['tox_high'] - r['toxicity'] for r in rs]],
+                    fmt='o-', c=c, capsize=2, label=m)
+        for r in rs: ax.annotate(f"α={r['alpha']:g}", (r['perplexity'], r['toxicity']), fontsize=7, xytext=(3, 3), textcoords='offset points')
+    r0 = rows[0]
+    ax.errorbar([r0['perplexity']], [r0['toxicity']], yerr=[[r0['toxicity'] - r0['tox_low']], [r0['tox_high'] - r0['toxicity']]], fmt='k*', ms=10, label='unsteered')
+    ax.axvline(settings['ppl_limit'], c='k', ls=':', lw=0.8, label=f"matched-perplexity limit ({settings['ppl_budget']:g}× unsteered)")
+    ax.set(xscale='log', xlabel='perplexity on held-out benign text', ylabel='mean toxicity of continuations',
+           title=f"{settings['model']}, {settings['layer']}: {settings['n']} held-out prompts")
+    ax.legend(fontsize=7); fig.tight_layout()
     return fig
 
-# %% ../nbs/12_experiments.ipynb #b18f8295
-PAPER_EQUIVALENCE = dict(cosine=0.978, slope=1.50)
+# %% ../nbs/12_experiments.ipynb #d0682f4c
+def updated_logits(model:nn.Module, batch:dict, update:dict, eps:float) -> torch.Tensor:
+    "Last-token logits f(θ + εΔθ) of a batch, the model's own parameters untouched (`torch.func.functional_call`)."
+    named = dict(model.named_parameters())
+    with torch.no_grad(): return last_token_logits(functional_call(model, {n: named[n] + eps * d.to(named[n]) for n, d in update.items()}, (), batch))
+
+def steered_logits(model:nn.Module, batch:dict, layer:str, vector:torch.Tensor, eps:float) -> torch.Tensor:
+    "Last-token logits f(h + εs) of a batch, s added at every position of `layer`."
+    with torch.no_grad(), steer(model, layer, vector, alpha=eps): return last_token_logits(model(**batch))
 
 # %% ../nbs/12_experiments.ipynb #8a9edc5d
+PAPER_EQUIVALENCE = dict(cosine=0.978, slope=1.50)
+
 def equivalence_experiment(
     model='smollm2', tok=None,
-    n:int=8,                                  # probe prompts; pairs = n × vocabulary size
-    eps:Sequence[float]=(1e-6, 1e-5, 1e-4, 1e-3), # ‖εΔθ‖/‖θ‖
-    update:Optional[dict]=None,                # the detox update Δθ (default: `detox_update(model, tok)`)
+    layer=0.5,                               # layer name, block index, or relative depth
+    n_heldout:int=24,                        # held-out prompts B (a seeded sample of `prompt_set('detox_prompts')`)
+    eps:Sequence[float]=(0.01, 0.03, 0.1), # ε = ‖εΔθ‖/‖θ‖ over the updated parameters; the steer is εs*
+    n_random:int=20,                         # random directions of ‖s*‖
+    vectors:Optional[DetoxVectors]=None,     # the update Δθ and its s* fitted on probes A (default: `detox_vectors(...)`)
+    seed:int=0,
+    progress:bool=True,
+    **vector_kw,
 ) -> Experiment:
-    "Cosine and slope of actual vs first-order logit shifts of the detox update over (prompt, token) pairs."
+    "Cosine and slope of the steered shift f(h + εs) − f(h) against the update's f(θ + εΔθ) − f(θ) over (prompt, token) pairs, on probes A and held-out B."
+    t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
-    update = detox_update(model, tok) if update is None else update
-    cut = LayerJacobians(model, resolve_layer(model, 0), lm_batch(tok, prompt_set('eval_prompts')[:n], model_device(model)),
-              output=last_token_logits, params=list(step))
-    theta = cut.theta(); u = torch.cat([step[k].flatten() for k in cut.params]).to(theta)
-    u = u * (theta.norm() / u.norm())
-    f = lambda t: cut.outputs(params=cut.unflatten(t))
-    with forward_ad_attention(model): y0, Ju = jvp(f, (theta,), (u,))             # predicted shift per unit ε: one JVP
-    with torch.no_grad(): actual = {e: f(theta + e * u) - y0 for e in eps}
-    fits = [equivalence(e * Ju, actual[e], e) for e in eps]
-    rows = [dict(eps=q.eps, pairs=cut.y0.numel(), cosine=q.cosine, slope=q.slope, paper_cosine=PAPER_EQUIVALENCE['cosine'],
-                 paper_slope=PAPER_EQUIVALENCE['slope']) for q in fits]
-    e = eps[-2]                                                   # the scatter: a step just outside the linear regime
-    settings = dict(model=model_name(model), n_prompts=n, pairs=cut.y0.numel(), update='detox contrast update, ‖Δθ‖ = ‖θ‖', precondition=DETOX_PRECONDITION)
-    return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(e * Ju, actual[e], rows, e))
+    v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
+    named = dict(model.named_parameters())
+    c = (torch.cat([named[n].detach().flatten() for n in v.update]).norm() / torch.cat([d.flatten() for d in v.update.values()]).norm()).item()
+    u = {n: c * d for n, d in v.update.items()}                                  # ‖u‖ = ‖θ‖ over the updated parameters
+    s = c * v.ias.vector.to(v.caa)                                               # s* is linear in Δθ: the IAS vector of u
+    dirs = {'IAS': s, 'CAA': v.caa * (s.norm() / v.caa.norm())} | {f'random {i}': r for i, r in enumerate(random_directions(n_random, s, seed))}
+    held = [prompt_set('detox_prompts')[i] for i in np.random.default_rng(seed).permutation(len(prompt_set('detox_prompts')))[:n_heldout]]
+    rows, pairs = [], {}
+    for split, prompts in (('A (fit)', v.probes), ('B (held out)', held)):
+        batch = lm_batch(tok, prompts, model_device(model)) | dict(logits_to_keep=1)
+        with torch.no_grad(): y0 = last_token_logits(model(**batch))
+        for e in tqdm(eps, desc=f'ε sweep on {split}', disable=not progress, leave=False):
+            du = updated_logits(model, batch, u, e) - y0
+            q = {k: equivalence(steered_logits(model, batch, v.layer, d, e) - y0, du, e) for k, d in dirs.items()}
+            rc = np.array([q[f'random {i}'].cosine for i in range(n_random)])
+            rows.append(dict(split=split, eps=e, pairs=du.numel(), ias_cosine=q['IAS'].cosine, ias_slope=q['IAS'].slope,
+                             caa_cosine=q['CAA'].cosine, caa_slope=q['CAA'].slope, random_cosine=float(rc.mean()),
+                             random_p95=float(np.percentile(rc, 95)), random_max=float(rc.max()),
+                             paper_cosine=PAPER_EQUIVALENCE['cosine'], paper_slope=PAPER_EQUIVALENCE['slope']))
+    settings = dict(model=model_name(model), **v.settings(), n_probes=len(v.probes), n_heldout=len(held), eps=list(eps), n_random=n_random,
+                    norm=s.norm().item(), update_scale='ε = ‖εΔθ‖/‖θ‖ over the updated parameters', precondition=DETOX_PRECONDITION, seed=seed)
+    settings['wall_s'] = time.time() - t0
+    return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(rows))
 
 # %% ../nbs/12_experiments.ipynb #52c72a23
-def plot_equivalence(predicted:torch.Tensor, actual:torch.Tensor, rows:list, eps:float, n_points:int=20000):
-    "Scatter of actual vs predicted shifts at one ε, and cosine/slope against ε."
+def plot_equivalence(rows:list):
+    "Cosine and slope of steered vs update logit shifts against ε: IAS and CAA on A and B, the random directions' 95th percentile."
     import matplotlib.pyplot as plt
-    idx = torch.randperm(predicted.numel(), generator=torch.Generator().manual_seed(0))[:n_points]
-    p, a = predicted.flatten()[idx].cpu().numpy(), actual.flatten()[idx].cpu().numpy()
-    fig, axs = plt.subplots(1, 2, figsize=(8, 3.3))
-    axs[0].scatter(p, a, s=2, alpha=0.3); lim = np.abs(np.r_[p, a]).max()
-    axs[0].plot([-lim, lim], [-lim, lim], 'k--', lw=0.8); axs[0].set(xlabel='predicted εJ_θΔθ', ylabel='actual shift', title=f'logit shifts, ε = {eps:g}')
-    e = [r['eps'] for r in rows]
-    axs[1].semilogx(e, [r['cosine'] for r in rows], 'o-', label='cosine'); axs[1].semilogx(e, [r['slope'] for r in rows], 's-', label='slope')
-    axs[1].axhline(PAPER_EQUIVALENCE['cosine'], c='tab:blue', ls=':', label='paper cosine'); axs[1].axhline(PAPER_EQUIVALENCE['slope'], c='tab:orange', ls=':', label='paper slope')
-    axs[1].set(xlabel='ε = ‖εΔθ‖/‖θ‖', title='agreement vs ε'); axs[1].legend(fontsize=7)
-    fig.tight_layout()
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
+    for split, ls in (('A (fit)', '--'), ('B (held out)', '-')):
+        rs = [r for r in rows if r['split'] == split]; e = [r['eps'] for r in rs]
+        for key, c in (('ias', 'tab:orange'), ('caa', 'tab:blue')):
+            axs[0].semilogx(e, [r[f'{key}_cosine'] for r in rs], 'o' + ls, c=c, label=f'{key.upper()}, {split}')
+            axs[1].semilogx(e, [r[f'{key}_slope'] for r in rs], 'o' + ls, c=c, label=f'{key.upper()}, {split}')
+        axs[0].semilogx(e, [r['random_p95'] for r in rs], ls, c='0.5', label=f'random, 95th pct, {split}')
+    axs[0].axhline(PAPER_EQUIVALENCE['cosine'], c='k', ls=':', label='paper'); axs[1].axhline(PAPER_EQUIVALENCE['slope'], c='k', ls=':', label='paper')
+    axs[0].set(xlabel='ε = ‖εΔθ‖/‖θ‖', ylabel='cosine', title='steered vs update logit shift'); axs[1].set(xlabel='ε', ylabel='slope (update on steer)')
+    axs[0].legend(fontsize=6); fig.tight_layout()
     return fig
 
 # %% ../nbs/12_experiments.ipynb #73139b28
@@ -323,7 +485,7 @@ def gamma_depth_experiment(
     n:int=32,                        # prompts: windows of held-out text
     length:int=8,                    # tokens per prompt
     layers:Optional[Sequence]=None,  # block indices or names (default: every block)
-    update:Optional[dict]=None,      # the update Δθ (default: `detox_update(model, tok)`)
+    update:Optional[dict]=None,      # the update Δθ (default: the identity-preconditioned detox contrast update)
     rtols:Sequence=(None, 1e-6, 1e-3), # rank tolerances: the first is the main one (None: max(m, n)·eps)
     dtype=torch.float64,             # precision of the model during the run (float64: the rank cut-off is exact)
     per_position:bool=True,          # also per-position steering (T·d JVPs per layer: for small models)
@@ -334,7 +496,8 @@ def gamma_depth_experiment(
     model = model.to(dtype)
     layers = [resolve_layer(model, l) for l in (range(len(find_layer(model, block_list(model)))) if layers is None else layers)]
     given = update is not None
-    update = detox_update(model, tok) if update is None else update
+    if update is None:                                # the detox contrast update, identity preconditioner, λ = 1
+        update = contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
     update = {k: t.to(dtype) for k, t in update.items()}
     targets = {'update': update, 'unembedding part': unembedding_part(update, model)}
     batch = text_windows(tok, n, length)
@@ -349,7 +512,8 @@ def gamma_depth_experiment(
         rules[t] = dict(choice=choice.layer, reason=choice.reason, naive=naive)
     settings = dict(model=model_name(model), dtype=str(dtype).replace('torch.', ''), n_prompts=n, length=length,
                     outputs='next-token logits at every position', prompts='windows of the held-out 10% of Python help text',
-                    update='given' if given else 'detox contrast update (`detox_update`)', precondition=DETOX_PRECONDITION,
+                    update='given' if given else 'detox contrast update −∇[L(neutral) − L(toxic)]/λ (`contrast_update`)',
+                    precondition='given' if given else 'identity, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)',
                     rtols=[('max(m, n)·eps' if r is None else r) for r in rtols], rules=rules, per_prompt=per_prompt)
     return Experiment('gamma_depth', rows, PAPER_GAMMA, settings, plot_gamma_depth(rows, model_name(model)))
 
@@ -470,5 +634,7 @@ def spectral_seeds(
     return Experiment('spectral_seeds', rows, PAPER_SPECTRAL, dict(model='digits CNN (models.digits_cnn)', n_random=n, runs=[list(r) for r in runs]))
 
 # %% ../nbs/12_experiments.ipynb #6ce3d769
-DEMO_SIZES = dict(detox=dict(n=16, max_new_tokens=10, n_probes=4, maxiter=15, ppl_blocks=1),
-                  equivalence=dict(n=2), gamma_depth=dict(n=4, layers=[0, 3], rtols=(None, 1e-6)), spectral=dict(n=30, steps=100))
+DEMO_SIZES = dict(detox=dict(n=20, alphas=(1.0, 2.0), n_random=20, max_new_tokens=10, ppl_tokens=256),
+                  equivalence=dict(n_heldout=8, eps=(0.01, 0.1), n_random=20),
+                  gamma_depth=dict(n=4, layers=[0, 3], rtols=(None, 1e-6)), spectral=dict(n=30, steps=100))
+DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=200, pairs=16, curvature_pairs=2)   # the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
