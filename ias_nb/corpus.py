@@ -494,15 +494,17 @@ def identity_preconditioner(damping:float) -> IdentityPreconditioner:
 def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
     "Σ_z J_zᵀ ∇²_y ℓ(z) J_z v over one left-padded batch (θ: the chosen parameters)."
     logits_of = lambda p: functional_call(model, p, (), batch).logits
-    with forward_mode_ready(model): _, u = jvp(logits_of, (theta,), (v,))
-    logits, pullback = vjp(logits_of, theta)
+    # no_grad: torch.func's transforms still differentiate, but nothing records a graph to the model's own
+    # parameters, which the result (summed over batches and CG iterations) would otherwise keep alive
+    with torch.no_grad(), forward_mode_ready(model): _, u = jvp(logits_of, (theta,), (v,))
+    with torch.no_grad(): logits, pullback = vjp(logits_of, theta)
     am = batch['attention_mask']; real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
     w = real / real.sum(1, keepdim=True).clamp_min(1)  # 1/T_z on real next-token positions
     p, Ju = logits[:, :-1].detach().softmax(-1), u[:, :-1]
     HJu = torch.zeros_like(logits)
     # (diag p − ppᵀ) Ju per token
     HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))
-    return pullback(HJu)[0]
+    with torch.no_grad(): return pullback(HJu)[0]
 
 # %% ../nbs/11_corpus.ipynb #439e05cd
 class CGPreconditioner:

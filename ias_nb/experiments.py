@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from torch.func import jvp, functional_call
-from .jacobians import LayerJacobians, find_layer, last_token_logits, forward_ad_attention
-from .alignment import layer_sweep, choose_layer, plot_sweep
+from torch.func import functional_call
+from .jacobians import LayerJacobians, find_layer, last_token_logits
+from .alignment import choose_layer
 from .bounds import equivalence
-from .spectral import metric_gradients, metric_directions, null_test, plot_null_test, realised_change, null_test_norm
-from .steering import SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update, ias_vector, lm_batch, model_name, model_device, block_list, resolve_layer
-from .models import heldout_perplexity, load_causal_lm, load_efficientnet_lite0, sample_photos, python_help_text
+from .spectral import metric_gradients, null_test, realised_change, null_test_norm
+from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update, ias_vector,
+    lm_batch, model_name, model_device, block_list, resolve_layer)
+from .models import heldout_perplexity, load_causal_lm, python_help_text
 from .corpus import CGPreconditioner, cg_preconditioner, mean_ci
 
 # %% auto #0
@@ -375,7 +376,7 @@ from .jacobians import dense_jacobian
 from .linalg import default_rtol
 from .influence import Objective, per_example_grads
 from .spectral import mean_activation, data_shifts, top_direction, data_change_bound, DataChangeBound
-from .models import digits_cnn, python_help_text, load_tiny_gpt2, gpt2_tokenizer
+from .models import digits_cnn
 
 # %% ../nbs/12_experiments.ipynb #b1297e8b
 PAPER_GAMMA = dict(first=0.64, last=0.94)
