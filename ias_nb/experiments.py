@@ -638,4 +638,4 @@ def spectral_seeds(
 DEMO_SIZES = dict(detox=dict(n=20, alphas=(1.0, 2.0), n_random=20, max_new_tokens=10, ppl_tokens=256),
                   equivalence=dict(n_heldout=8, eps=(0.01, 0.1), n_random=20),
                   gamma_depth=dict(n=4, layers=[0, 3], rtols=(None, 1e-6)), spectral=dict(n=30, steps=100))
-DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=200, pairs=16, curvature_pairs=2)   # the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
+DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=60, pairs=16, curvature_pairs=2)   # the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
