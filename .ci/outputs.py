@@ -61,7 +61,8 @@ def main():
     p.add_argument('--check', action='store_true', help='fail if a chapter in FAST has stale or missing outputs')
     a = p.parse_args()
     os.environ.pop('MPLBACKEND', None)                  # the kernel's inline backend puts figures in the notebook
-    os.environ.update(TQDM_DISABLE='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',   # no progress widgets, no retries
+    os.environ.update(TQDM_DISABLE='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',   # no progress widgets, no retries,
+                      PYTHONWARNINGS='ignore::FutureWarning,ignore::DeprecationWarning',  # no dependencies' deprecations
                       OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
     lock = json.loads(LOCK.read_text()) if LOCK.exists() else {}
     stale = stale_chapters(lock)
