@@ -28,8 +28,10 @@ class Remainder:
     slope: float            # fitted d log(remainder) / d log(ε)
 
 # %% ../nbs/09_bounds.ipynb #2f9bf18e
-def taylor_remainder(f:Callable, x0:Tensor, u:Tensor, eps:Optional[Sequence[float]]=None, model=None) -> Remainder:
-    "Second-order remainder of `f` at `x0` along `u` for each ε (default 10 points from 1e-4 to 0.1), with the fitted log–log slope."
+def taylor_remainder(f:Callable, x0:Tensor, u:Tensor, eps:Optional[Sequence[float]]=None,
+                     model=None) -> Remainder:
+    """Second-order remainder of `f` at `x0` along `u` for each ε (default 10 points from 1e-4 to 0.1), with
+    the fitted log–log slope."""
     eps = np.logspace(-4, -1, 10) if eps is None else np.asarray(eps)
     with forward_ad_attention(model) if model is not None else torch.no_grad():
         y0, Ju = jvp(f, (x0,), (u,))
@@ -49,7 +51,8 @@ class Equivalence:
 def equivalence(predicted:Tensor, actual:Tensor, eps:float) -> Equivalence:
     "Cosine and regression slope of actual vs predicted shifts (flattened over pairs)."
     p, a = predicted.flatten().double(), actual.flatten().double()
-    return Equivalence(eps, (p @ a / (p.norm() * a.norm())).item(), scipy.stats.linregress(p.numpy(), a.numpy()).slope)
+    return Equivalence(eps, (p @ a / (p.norm() * a.norm())).item(),
+                       scipy.stats.linregress(p.numpy(), a.numpy()).slope)
 
 # %% ../nbs/09_bounds.ipynb #339147c1
 def equivalence_curve(f:Callable, x0:Tensor, u:Tensor, eps:Sequence[float], model=None) -> list:
@@ -70,17 +73,20 @@ def rademacher_steered(
     labels:Tensor,   # n: ±1
     alpha:float,     # steering strength
     draws:int=200, steps:int=50, seed:int=0,
-) -> float: # Monte-Carlo estimate of E_σ sup_{‖c‖≤1} (1/n)Σσ_i ℓ(f(x_i) + α g_iᵀc, y_i), ℓ = logistic
+) -> float: # Monte-Carlo E_σ sup_{‖c‖≤1} (1/n)Σσ_i ℓ(f(x_i) + α g_iᵀc, y_i), ℓ = logistic
     "Empirical Rademacher complexity of the first-order steered class with the logistic loss."
     gen = torch.Generator().manual_seed(seed); n, k = grads.shape
     sigma = torch.randint(0, 2, (draws, n), generator=gen).to(grads) * 2 - 1
     loss = lambda c: torch.nn.functional.softplus(-labels * (base + alpha * c @ grads.T))   # draws×n
-    c = sigma @ grads; c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)                # linear-optimal start
+    c = sigma @ grads
+    c = c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)                # linear-optimal start
     for _ in range(steps):
         c = c.detach().requires_grad_(True)
         obj = (sigma * loss(c)).mean(1).sum()
         step, = torch.autograd.grad(obj, c)
-        with torch.no_grad(): c = c + step / step.norm(dim=1, keepdim=True).clamp_min(1e-12) * 0.1; c = c / c.norm(dim=1, keepdim=True).clamp_min(1)
+        with torch.no_grad():
+            c = c + step / step.norm(dim=1, keepdim=True).clamp_min(1e-12) * 0.1
+            c = c / c.norm(dim=1, keepdim=True).clamp_min(1)
     with torch.no_grad(): return (sigma * loss(c)).mean(1).mean().item()
 
 # %% ../nbs/09_bounds.ipynb #ffdbcab5

@@ -18,7 +18,8 @@ from .jacobians import LayerJacobians, find_layer, last_token_logits
 from .alignment import choose_layer
 from .bounds import equivalence
 from .spectral import metric_gradients, null_test, realised_change, null_test_norm
-from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update, ias_vector,
+from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update,
+                             ias_vector,
     lm_batch, model_name, model_device, block_list, resolve_layer)
 from .models import heldout_perplexity, load_causal_lm, python_help_text
 from .corpus import CGPreconditioner, cg_preconditioner, mean_ci
@@ -61,37 +62,46 @@ class Experiment:
     def save(self, out) -> Path:
         "Write `<name>.json` (rows, paper, settings) and `<name>.png` to the folder `out`."
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        (out / f'{self.name}.json').write_text(json.dumps(_no_nan(dict(rows=self.rows, paper=self.paper, settings=self.settings)), indent=1, default=str))
+        (out / f'{self.name}.json').write_text(json.dumps(_no_nan(dict(rows=self.rows, paper=self.paper,
+            settings=self.settings)), indent=1, default=str))
         if self.fig is not None: self.fig.savefig(out / f'{self.name}.png', dpi=110, bbox_inches='tight')
         return out / f'{self.name}.json'
 
 # %% ../nbs/12_experiments.ipynb #dbf02609
 def prompt_set(name:str) -> list:
-    "Lines of a prompt file shipped in `ias_nb/data`: 'contrast_toxic', 'contrast_neutral', 'detox_prompts' or 'eval_prompts'."
+    """Lines of a prompt file shipped in `ias_nb/data`: 'contrast_toxic', 'contrast_neutral', 'detox_prompts'
+    or 'eval_prompts'."""
     path = Path(str(files('ias_nb'))) / 'data' / f'{name}.txt'
-    if not path.exists(): raise FileNotFoundError(f"no prompt set {name!r}; available: {sorted(p.stem for p in path.parent.glob('*.txt'))}")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no prompt set {name!r}; available: {sorted(p.stem for p in path.parent.glob('*.txt'))}")
     return [l for l in path.read_text().splitlines() if l.strip()]
 
 # %% ../nbs/12_experiments.ipynb #760e983d
 def toxicity_scorer() -> tuple:
-    "(name, texts ↦ array of toxicity probabilities): Detoxify if its weights load, else alt-profanity-check."
+    """(name, texts ↦ array of toxicity probabilities): Detoxify if its weights load, else
+    alt-profanity-check."""
     try:
         from detoxify import Detoxify
         model = Detoxify('original')
         return 'detoxify', lambda texts: np.asarray(model.predict(list(texts))['toxicity'])
     except Exception: pass
     try: from profanity_check import predict_prob
-    except ImportError: raise ImportError("no toxicity scorer: pip install alt-profanity-check (offline) or detoxify") from None
+    except ImportError:
+        raise ImportError(
+            "no toxicity scorer: pip install alt-profanity-check (offline) or detoxify") from None
     return 'alt-profanity-check', lambda texts: np.asarray(predict_prob(list(texts)))
 
 # %% ../nbs/12_experiments.ipynb #bc0d8328
-def continuations(model:nn.Module, tok, prompts:Sequence[str], max_new_tokens:int=20, batch_size:int=25, progress:bool=True) -> list:
+def continuations(model:nn.Module, tok, prompts:Sequence[str], max_new_tokens:int=20, batch_size:int=25,
+                  progress:bool=True) -> list:
     "Greedy continuations of `prompts` (left-padded batches, KV cache), without the prompt."
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc='generating', disable=not progress, leave=False):
         b = lm_batch(tok, prompts[i:i + batch_size], model_device(model))
         with torch.no_grad():
-            ids = model.generate(input_ids=b['input_ids'], attention_mask=b['attention_mask'], max_new_tokens=max_new_tokens,
+            ids = model.generate(input_ids=b['input_ids'], attention_mask=b['attention_mask'],
+                                 max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tok.pad_token_id)
         out += tok.batch_decode(ids[:, b['input_ids'].shape[1]:], skip_special_tokens=True)
     return out
@@ -105,19 +115,24 @@ def probe_prompts(texts:Sequence[str], words:int=4) -> list:
     return [' '.join(t.split()[:words]) for t in texts]
 
 # %% ../nbs/12_experiments.ipynb #30508e4f
-DETOX_PRECONDITION = ("CG on the Gauss–Newton matrix H of the loss of a corpus of contrast sentences over the steering block's MLP "
-                      "output projection, λ = gᵀHg/gᵀg unless given (`detox_update`; iterations and residual in the settings)")
+DETOX_PRECONDITION = ("CG on the Gauss–Newton matrix H of the loss of a corpus of contrast sentences "
+                      "over the steering block's MLP output projection, λ = gᵀHg/gᵀg unless given "
+                      "(`detox_update`; iterations and residual in the settings)")
 
 class Update(dict):
     "A parameter update Δθ (name → tensor) that remembers how it was computed (`info`)."
-    def __init__(self, update:dict, info:Optional[dict]=None): super().__init__(update); self.info = info or {}
+    def __init__(self, update:dict, info:Optional[dict]=None):
+        super().__init__(update)
+        self.info = info or {}
 
 def mlp_out_param(model:nn.Module, layer) -> str:
     "Name of the output projection of block `layer`'s MLP (Llama `mlp.down_proj`, GPT-2 `mlp.c_proj`)."
     layer = resolve_layer(model, layer)
     names = [f'{layer}.mlp.{p}.weight' for p in ('down_proj', 'c_proj')]
     hits = [n for n in names if n in dict(model.named_parameters())]
-    if not hits: raise ValueError(f"block {layer!r} has no MLP output projection ({' or '.join(names)}): pass `params`")
+    if not hits:
+        raise ValueError(
+            f"block {layer!r} has no MLP output projection ({' or '.join(names)}): pass `params`")
     return hits[0]
 
 # %% ../nbs/12_experiments.ipynb #04248c5b
@@ -136,26 +151,36 @@ def detox_update(
     params=None,               # parameter names (default: `mlp_out_param(model, layer)`)
     progress:bool=True,
 ) -> Update:
-    "Δθ = −(H + λI)⁻¹∇[L(neutral) − L(toxic)] by CG on GGN products; `info` holds the corpus, parameters, λ and CG's convergence."
+    """Δθ = −(H + λI)⁻¹∇[L(neutral) − L(toxic)] by CG on GGN products; `info` holds the corpus,
+    parameters, λ and CG's convergence."""
     params = [mlp_out_param(model, layer)] if params is None else list(params)
     toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
     corpus = toxic[:curvature_pairs] + neutral[:curvature_pairs]
-    pre = cg_preconditioner(model, tok, corpus, damping or 1.0, params=params, maxiter=maxiter, tol=tol, progress=progress)
+    pre = cg_preconditioner(model, tok, corpus, damping or 1.0, params=params, maxiter=maxiter, tol=tol,
+                            progress=progress)
     gp, gn = (text_loss_gradient(model, tok, t[:pairs]) for t in (neutral, toxic))
     g = {n: gp[n] - gn[n] for n in pre.params}
     pre.damping = gradient_curvature(pre, g) if damping is None else damping
     update = {n: -x for n, x in pre(g).items()}
-    if not pre.converged: warnings.warn(f"detox update: CG did not converge ({pre.iterations} iterations, residual {pre.residual:.2e} > {tol:g})", stacklevel=2)
-    info = dict(params=list(pre.params), n_params=sum(p.numel() for p in pre.params.values()), pairs=len(neutral[:pairs]),
-                curvature_corpus=f'{len(corpus)} contrast sentences (first {curvature_pairs} pairs)', damping=pre.damping,
-                damping_rule='gᵀHg/gᵀg' if damping is None else 'given', cg_iterations=pre.iterations, cg_residual=pre.residual,
+    if not pre.converged:
+        warnings.warn(
+            f"detox update: CG did not converge ({pre.iterations} iterations, "
+            f"residual {pre.residual:.2e} > {tol:g})",
+            stacklevel=2)
+    info = dict(params=list(pre.params), n_params=sum(p.numel() for p in pre.params.values()),
+                pairs=len(neutral[:pairs]),
+                curvature_corpus=f'{len(corpus)} contrast sentences (first {curvature_pairs} pairs)',
+                damping=pre.damping,
+                damping_rule='gᵀHg/gᵀg' if damping is None else 'given', cg_iterations=pre.iterations,
+                cg_residual=pre.residual,
                 cg_tol=tol, cg_converged=pre.converged)
     return Update(update, info)
 
 # %% ../nbs/12_experiments.ipynb #014df0b4
 @dataclass
 class DetoxVectors:
-    "What both experiments steer with: the layer, the update Δθ, the CAA vector and the IAS vector s* of Δθ (unscaled)."
+    """What both experiments steer with: the layer, the update Δθ, the CAA vector and the IAS vector s* of
+    Δθ (unscaled)."""
     layer: str
     update: Update
     caa: torch.Tensor
@@ -165,8 +190,10 @@ class DetoxVectors:
     def settings(self) -> dict:
         "The update's and the IAS solve's settings and convergence, for an `Experiment`."
         m = self.ias.meta
-        return dict(layer=self.layer, **{f'update_{k}': v for k, v in self.update.info.items()}, ias_probes=len(self.probes),
-                    ias_solver=m['solver'], ias_iterations=m['iterations'], ias_normal_residual=m['normal_residual'],
+        return dict(layer=self.layer, **{f'update_{k}': v for k, v in self.update.info.items()},
+                    ias_probes=len(self.probes),
+                    ias_solver=m['solver'], ias_iterations=m['iterations'],
+                    ias_normal_residual=m['normal_residual'],
                     ias_converged=m['converged'], ias_gamma=m['gamma'], ias_residual=m['residual'])
 
 def detox_vectors(
@@ -174,7 +201,7 @@ def detox_vectors(
     layer=0.5,                 # name, block index or relative depth
     n_probes:int=8,            # probe prompts A for s*: first words of the toxic contrast sentences
     maxiter:int=300,           # LSQR iterations of the IAS solve
-    solver:str='lsqr',         # `ias_vector`'s solver: matrix-free LSQR keeps memory small ('dense' forms J_h by batched JVPs: GBs)
+    solver:str='lsqr',         # `ias_vector`'s solver: matrix-free LSQR saves memory ('dense' J_h: GBs)
     update:Optional[dict]=None,# Δθ (default: `detox_update(model, tok, layer, **update_kw)`)
     progress:bool=True,
     **update_kw,
@@ -196,11 +223,13 @@ def random_directions(n:int, like:torch.Tensor, seed:int=0) -> torch.Tensor:
 
 # %% ../nbs/12_experiments.ipynb #577b0de2
 def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:
-    "(mean(x − y), two-sided p) of a paired permutation test over prompts (scipy.stats.permutation_test, exact when 2ⁿ ≤ `n_resamples`)."
+    """(mean(x − y), two-sided p) of a paired permutation test over prompts
+    (scipy.stats.permutation_test, exact when 2ⁿ ≤ `n_resamples`)."""
     from scipy.stats import permutation_test
     x, y = np.asarray(x, float), np.asarray(y, float)
     if x.shape != y.shape: raise ValueError(f"paired samples need equal shapes, got {x.shape} and {y.shape}")
-    r = permutation_test((x, y), lambda a, b: np.mean(a - b), permutation_type='samples', n_resamples=n_resamples,
+    r = permutation_test((x, y), lambda a, b: np.mean(a - b), permutation_type='samples',
+                         n_resamples=n_resamples,
                          alternative='two-sided', random_state=seed)
     return float(np.mean(x - y)), float(r.pvalue)
 
@@ -212,9 +241,11 @@ class SteeredRun:
     perplexity: float      # `heldout_perplexity` while steering
     example: str           # the first continuation
 
-def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:Optional[torch.Tensor], alpha:float, score,
+def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:Optional[torch.Tensor],
+                alpha:float, score,
                 max_new_tokens:int=12, ppl_tokens:int=1024, progress:bool=False) -> SteeredRun:
-    "Continue `prompts` greedily and measure benign perplexity with h + α·s at every position of `layer` (`vector` None: unsteered)."
+    """Continue `prompts` greedily and measure benign perplexity with h + α·s at every position of `layer`
+    (`vector` None: unsteered)."""
     with (steer(model, layer, vector, alpha=alpha) if vector is not None else contextlib.nullcontext()):
         conts = continuations(model, tok, prompts, max_new_tokens, batch_size=len(prompts), progress=progress)
         ppl = heldout_perplexity(model, tok, n_tokens=ppl_tokens)
@@ -225,11 +256,15 @@ def detox_row(runs:dict, method:str, alpha:float, n_random:int=0) -> dict:
     "One table row: mean toxicity and toxic share with 95% bootstrap intervals over prompts, and perplexity."
     if method == 'random':
         rs = [runs[f'random {i}', alpha] for i in range(n_random)]
-        tox, ppl, ex = np.mean([r.toxicity for r in rs], 0), float(np.mean([r.perplexity for r in rs])), rs[0].example
+        tox, ppl, ex = (np.mean([r.toxicity for r in rs], 0), float(np.mean([r.perplexity for r in rs])),
+                        rs[0].example)
     else: r = runs[method, alpha]; tox, ppl, ex = r.toxicity, r.perplexity, r.example
-    t, lo, hi = mean_ci(tox); s, slo, shi = mean_ci((tox > 0.5).astype(float)) if 0 < (tox > 0.5).mean() < 1 else ((tox > 0.5).mean(),) * 3
+    t, lo, hi = mean_ci(tox)
+    s, slo, shi = (mean_ci((tox > 0.5).astype(float)) if 0 < (tox > 0.5).mean() < 1
+                   else ((tox > 0.5).mean(),) * 3)
     paper = PAPER_DETOX.get(method, (float('nan'),) * 2)
-    return dict(method=method if method != 'random' else f'random (mean of {n_random})', alpha=alpha, toxicity=t, tox_low=lo, tox_high=hi,
+    return dict(method=method if method != 'random' else f'random (mean of {n_random})', alpha=alpha,
+                toxicity=t, tox_low=lo, tox_high=hi,
                 toxic_share=float(s), share_low=float(slo), share_high=float(shi), perplexity=ppl,
                 paper_toxicity=paper[0], paper_perplexity=paper[1], example=ex)
 
@@ -243,18 +278,19 @@ def detox_experiment(
     model='smollm2',           # a loaded model, or a name for `load_causal_lm`
     tok=None,                  # its tokenizer (when `model` is a module)
     layer=0.5,                 # layer name, block index, or relative depth in [0, 1]
-    n:int=100,                 # evaluation prompts (the first n of `prompt_set("detox_prompts")`, 120 shipped)
+    n:int=100,                 # evaluation prompts (first n of `prompt_set("detox_prompts")`, 120 shipped)
     alphas:Sequence[float]=(0.5, 1.0, 2.0, 4.0), # strengths α; every vector has the CAA vector's norm
     n_random:int=20,           # equal-norm random directions, run at the α's where CAA and IAS are compared
-    ppl_budget:float=1.25,     # matched perplexity: each method's largest α with perplexity ≤ budget × unsteered
+    ppl_budget:float=1.25,     # matched perplexity: each method's largest α with ppl ≤ budget × unsteered
     max_new_tokens:int=12,
     ppl_tokens:int=1024,       # held-out benign tokens for `heldout_perplexity`
-    vectors:Optional[DetoxVectors]=None, # CAA, IAS and the update (default: `detox_vectors(model, tok, layer, **vector_kw)`)
+    vectors:Optional[DetoxVectors]=None, # CAA, IAS, update (default: `detox_vectors(..., **vector_kw)`)
     seed:int=0,
     progress:bool=True,
     **vector_kw,
 ) -> Experiment:
-    "Toxicity of greedy continuations against benign perplexity over an α sweep: CAA, IAS and random directions of equal norm."
+    """Toxicity of greedy continuations against benign perplexity over an α sweep: CAA, IAS and random
+    directions of equal norm."""
     t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
     v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
@@ -264,40 +300,57 @@ def detox_experiment(
     rand = random_directions(n_random, caa, seed)
     run = lambda vec, a: steered_run(model, tok, prompts, v.layer, vec, a, score, max_new_tokens, ppl_tokens)
     jobs = [('none', 0.0, None)] + [(m, a, vec) for a in alphas for m, vec in (('CAA', caa), ('IAS', ias))]
-    runs = {(m, a): run(vec, a) for m, a, vec in tqdm(jobs, desc='CAA and IAS α sweep', disable=not progress, leave=False)}
+    runs = {(m, a): run(vec, a) for m, a, vec in tqdm(jobs, desc='CAA and IAS α sweep', disable=not progress,
+                                                      leave=False)}
     budget = ppl_budget * runs['none', 0.0].perplexity
     matched = {m: _matched_alpha(runs, m, alphas, budget) for m in ('CAA', 'IAS')}
     for a in tqdm(sorted(set(matched.values())), desc='random directions', disable=not progress, leave=False):
         for i in range(n_random): runs[f'random {i}', a] = run(rand[i], a)
-    rows = [detox_row(runs, 'none', 0.0)] + [detox_row(runs, m, a, n_random) for a in alphas for m in ('CAA', 'IAS', 'random')
+    rows = [detox_row(runs, 'none', 0.0)] + [detox_row(runs, m, a, n_random)
+                                             for a in alphas for m in ('CAA', 'IAS', 'random')
                                              if m != 'random' or (f'random 0', a) in runs]
-    diff, p = paired_permutation(runs['CAA', matched['CAA']].toxicity, runs['IAS', matched['IAS']].toxicity, seed=seed)
+    diff, p = paired_permutation(runs['CAA', matched['CAA']].toxicity, runs['IAS', matched['IAS']].toxicity,
+                                 seed=seed)
     rtox = lambda a: np.array([runs[f'random {i}', a].toxicity.mean() for i in range(n_random)])
-    comparison = {m: dict(alpha=a, toxicity=float(runs[m, a].toxicity.mean()), perplexity=runs[m, a].perplexity,
-                          random_p05=float(np.percentile(rtox(a), 5)), random_p95=float(np.percentile(rtox(a), 95)))
+    comparison = {m: dict(alpha=a, toxicity=float(runs[m, a].toxicity.mean()),
+                          perplexity=runs[m, a].perplexity,
+                          random_p05=float(np.percentile(rtox(a), 5)),
+                          random_p95=float(np.percentile(rtox(a), 95)))
                   for m, a in matched.items()}
-    settings = dict(model=model_name(model), **v.settings(), n=len(prompts), alphas=list(alphas), n_random=n_random,
-                    norm=caa.norm().item(), cos_caa_ias=float(torch.cosine_similarity(caa, ias, 0)), max_new_tokens=max_new_tokens,
-                    scorer=scorer, toxic_threshold=0.5, ppl_tokens=ppl_tokens, ppl_budget=ppl_budget, ppl_limit=budget,
-                    matched=comparison, matched_per_prompt={m: runs[m, a].toxicity.tolist() for m, a in matched.items()}, caa_minus_ias=diff, permutation_p=p, precondition=DETOX_PRECONDITION, seed=seed)
+    settings = dict(model=model_name(model), **v.settings(), n=len(prompts), alphas=list(alphas),
+                    n_random=n_random, norm=caa.norm().item(),
+                    cos_caa_ias=float(torch.cosine_similarity(caa, ias, 0)), max_new_tokens=max_new_tokens,
+                    scorer=scorer, toxic_threshold=0.5, ppl_tokens=ppl_tokens, ppl_budget=ppl_budget,
+                    ppl_limit=budget, matched=comparison,
+                    matched_per_prompt={m: runs[m, a].toxicity.tolist() for m, a in matched.items()},
+                    caa_minus_ias=diff, permutation_p=p, precondition=DETOX_PRECONDITION, seed=seed)
     settings['wall_s'] = time.time() - t0
     return Experiment('detox', rows, PAPER_DETOX, settings, plot_detox(runs, rows, settings))
 
 # %% ../nbs/12_experiments.ipynb #e3ae0e08
 def plot_detox(runs:dict, rows:list, settings:dict):
-    "Mean toxicity (95% interval over prompts) against benign perplexity along the α sweep; random directions as grey dots."
+    """Mean toxicity (95% interval over prompts) against benign perplexity along the α sweep; random
+    directions as grey dots."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.8))
     rand = [r for k, r in runs.items() if str(k[0]).startswith('random')]
-    ax.scatter([r.perplexity for r in rand], [r.toxicity.mean() for r in rand], s=10, c='0.6', label=f"random directions ({settings['n_random']} per α)")
+    ax.scatter([r.perplexity for r in rand], [r.toxicity.mean() for r in rand], s=10, c='0.6',
+               label=f"random directions ({settings['n_random']} per α)")
     for m, c in (('CAA', 'tab:blue'), ('IAS', 'tab:orange')):
         rs = [r for r in rows if r['method'] == m]
-        ax.errorbar([r['perplexity'] for r in rs], [r['toxicity'] for r in rs], yerr=[[r['toxicity'] - r['tox_low'] for r in rs], [r['tox_high'] - r['toxicity'] for r in rs]],
+        ax.errorbar([r['perplexity'] for r in rs], [r['toxicity'] for r in rs],
+                    yerr=[[r['toxicity'] - r['tox_low'] for r in rs],
+                          [r['tox_high'] - r['toxicity'] for r in rs]],
                     fmt='o-', c=c, capsize=2, label=m)
-        for r in rs: ax.annotate(f"α={r['alpha']:g}", (r['perplexity'], r['toxicity']), fontsize=7, xytext=(3, 3), textcoords='offset points')
+        for r in rs:
+            ax.annotate(f"α={r['alpha']:g}", (r['perplexity'], r['toxicity']), fontsize=7, xytext=(3, 3),
+                        textcoords='offset points')
     r0 = rows[0]
-    ax.errorbar([r0['perplexity']], [r0['toxicity']], yerr=[[r0['toxicity'] - r0['tox_low']], [r0['tox_high'] - r0['toxicity']]], fmt='k*', ms=10, label='unsteered')
-    ax.axvline(settings['ppl_limit'], c='k', ls=':', lw=0.8, label=f"matched-perplexity limit ({settings['ppl_budget']:g}× unsteered)")
+    ax.errorbar([r0['perplexity']], [r0['toxicity']], yerr=[[r0['toxicity'] - r0['tox_low']],
+                                                            [r0['tox_high'] - r0['toxicity']]], fmt='k*',
+                ms=10, label='unsteered')
+    ax.axvline(settings['ppl_limit'], c='k', ls=':', lw=0.8,
+               label=f"matched-perplexity limit ({settings['ppl_budget']:g}× unsteered)")
     ax.set(xscale='log', xlabel='perplexity on held-out benign text', ylabel='mean toxicity of continuations',
            title=f"{settings['model']}, {settings['layer']}: {settings['n']} held-out prompts")
     ax.legend(fontsize=7); fig.tight_layout()
@@ -305,9 +358,12 @@ def plot_detox(runs:dict, rows:list, settings:dict):
 
 # %% ../nbs/12_experiments.ipynb #d0682f4c
 def updated_logits(model:nn.Module, batch:dict, update:dict, eps:float) -> torch.Tensor:
-    "Last-token logits f(θ + εΔθ) of a batch, the model's own parameters untouched (`torch.func.functional_call`)."
+    """Last-token logits f(θ + εΔθ) of a batch, the model's own parameters untouched
+    (`torch.func.functional_call`)."""
     named = dict(model.named_parameters())
-    with torch.no_grad(): return last_token_logits(functional_call(model, {n: named[n] + eps * d.to(named[n]) for n, d in update.items()}, (), batch))
+    with torch.no_grad():
+        return last_token_logits(functional_call(model, {n: named[n] + eps * d.to(named[n])
+                                                         for n, d in update.items()}, (), batch))
 
 def steered_logits(model:nn.Module, batch:dict, layer:str, vector:torch.Tensor, eps:float) -> torch.Tensor:
     "Last-token logits f(h + εs) of a batch, s added at every position of `layer`."
@@ -319,54 +375,70 @@ PAPER_EQUIVALENCE = dict(cosine=0.978, slope=1.50)
 def equivalence_experiment(
     model='smollm2', tok=None,
     layer=0.5,                               # layer name, block index, or relative depth
-    n_heldout:int=24,                        # held-out prompts B (a seeded sample of `prompt_set('detox_prompts')`)
-    eps:Sequence[float]=(0.01, 0.03, 0.1), # ε = ‖εΔθ‖/‖θ‖ over the updated parameters; the steer is εs*
+    n_heldout:int=24,                        # held-out prompts B (seeded, from `prompt_set('detox_prompts')`)
+    eps:Sequence[float]=(0.01, 0.03, 0.1), # ε = ‖εΔθ‖/‖θ‖ on the updated params; steer εs*
     n_random:int=20,                         # random directions of ‖s*‖
-    vectors:Optional[DetoxVectors]=None,     # the update Δθ and its s* fitted on probes A (default: `detox_vectors(...)`)
+    vectors:Optional[DetoxVectors]=None,     # Δθ, its s* fit on probes A (default: `detox_vectors(...)`)
     seed:int=0,
     progress:bool=True,
     **vector_kw,
 ) -> Experiment:
-    "Cosine and slope of the steered shift f(h + εs) − f(h) against the update's f(θ + εΔθ) − f(θ) over (prompt, token) pairs, on probes A and held-out B."
+    """Cosine and slope of the steered shift f(h + εs) − f(h) against the update's f(θ + εΔθ) −
+    f(θ) over (prompt, token) pairs, on probes A and held-out B."""
     t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
     v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
     named = dict(model.named_parameters())
-    c = (torch.cat([named[n].detach().flatten() for n in v.update]).norm() / torch.cat([d.flatten() for d in v.update.values()]).norm()).item()
-    u = {n: c * d for n, d in v.update.items()}                                  # ‖u‖ = ‖θ‖ over the updated parameters
-    s = c * v.ias.vector.to(v.caa)                                               # s* is linear in Δθ: the IAS vector of u
-    dirs = {'IAS': s, 'CAA': v.caa * (s.norm() / v.caa.norm())} | {f'random {i}': r for i, r in enumerate(random_directions(n_random, s, seed))}
-    held = [prompt_set('detox_prompts')[i] for i in np.random.default_rng(seed).permutation(len(prompt_set('detox_prompts')))[:n_heldout]]
+    c = (torch.cat([named[n].detach().flatten() for n in v.update]).norm()
+         / torch.cat([d.flatten() for d in v.update.values()]).norm()).item()
+    u = {n: c * d for n, d in v.update.items()}  # ‖u‖ = ‖θ‖ over the updated parameters
+    s = c * v.ias.vector.to(v.caa)  # s* is linear in Δθ: the IAS vector of u
+    dirs = ({'IAS': s, 'CAA': v.caa * (s.norm() / v.caa.norm())}
+            | {f'random {i}': r for i, r in enumerate(random_directions(n_random, s, seed))})
+    held = [prompt_set('detox_prompts')[i]
+            for i in np.random.default_rng(seed).permutation(len(prompt_set('detox_prompts')))[:n_heldout]]
     rows, pairs = [], {}
     for split, prompts in (('A (fit)', v.probes), ('B (held out)', held)):
         batch = lm_batch(tok, prompts, model_device(model)) | dict(logits_to_keep=1)
         with torch.no_grad(): y0 = last_token_logits(model(**batch))
         for e in tqdm(eps, desc=f'ε sweep on {split}', disable=not progress, leave=False):
             du = updated_logits(model, batch, u, e) - y0
-            q = {k: equivalence(steered_logits(model, batch, v.layer, d, e) - y0, du, e) for k, d in dirs.items()}
+            q = {k: equivalence(steered_logits(model, batch, v.layer, d, e) - y0, du, e)
+                 for k, d in dirs.items()}
             rc = np.array([q[f'random {i}'].cosine for i in range(n_random)])
-            rows.append(dict(split=split, eps=e, pairs=du.numel(), ias_cosine=q['IAS'].cosine, ias_slope=q['IAS'].slope,
-                             caa_cosine=q['CAA'].cosine, caa_slope=q['CAA'].slope, random_cosine=float(rc.mean()),
+            rows.append(dict(split=split, eps=e, pairs=du.numel(), ias_cosine=q['IAS'].cosine,
+                             ias_slope=q['IAS'].slope,
+                             caa_cosine=q['CAA'].cosine, caa_slope=q['CAA'].slope,
+                             random_cosine=float(rc.mean()),
                              random_p95=float(np.percentile(rc, 95)), random_max=float(rc.max()),
-                             paper_cosine=PAPER_EQUIVALENCE['cosine'], paper_slope=PAPER_EQUIVALENCE['slope']))
-    settings = dict(model=model_name(model), **v.settings(), n_probes=len(v.probes), n_heldout=len(held), eps=list(eps), n_random=n_random,
-                    norm=s.norm().item(), update_scale='ε = ‖εΔθ‖/‖θ‖ over the updated parameters', precondition=DETOX_PRECONDITION, seed=seed)
+                             paper_cosine=PAPER_EQUIVALENCE['cosine'],
+                             paper_slope=PAPER_EQUIVALENCE['slope']))
+    settings = dict(model=model_name(model), **v.settings(), n_probes=len(v.probes), n_heldout=len(held),
+                    eps=list(eps), n_random=n_random,
+                    norm=s.norm().item(),
+                    update_scale='ε = ‖εΔθ‖/‖θ‖ over the updated parameters',
+                    precondition=DETOX_PRECONDITION, seed=seed)
     settings['wall_s'] = time.time() - t0
     return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(rows))
 
 # %% ../nbs/12_experiments.ipynb #52c72a23
 def plot_equivalence(rows:list):
-    "Cosine and slope of steered vs update logit shifts against ε: IAS and CAA on A and B, the random directions' 95th percentile."
+    """Cosine and slope of steered vs update logit shifts against ε: IAS and CAA on A and B, the random
+    directions' 95th percentile."""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for split, ls in (('A (fit)', '--'), ('B (held out)', '-')):
         rs = [r for r in rows if r['split'] == split]; e = [r['eps'] for r in rs]
         for key, c in (('ias', 'tab:orange'), ('caa', 'tab:blue')):
-            axs[0].semilogx(e, [r[f'{key}_cosine'] for r in rs], 'o' + ls, c=c, label=f'{key.upper()}, {split}')
-            axs[1].semilogx(e, [r[f'{key}_slope'] for r in rs], 'o' + ls, c=c, label=f'{key.upper()}, {split}')
+            axs[0].semilogx(e, [r[f'{key}_cosine'] for r in rs], 'o' + ls, c=c,
+                            label=f'{key.upper()}, {split}')
+            axs[1].semilogx(e, [r[f'{key}_slope'] for r in rs], 'o' + ls, c=c,
+                            label=f'{key.upper()}, {split}')
         axs[0].semilogx(e, [r['random_p95'] for r in rs], ls, c='0.5', label=f'random, 95th pct, {split}')
-    axs[0].axhline(PAPER_EQUIVALENCE['cosine'], c='k', ls=':', label='paper'); axs[1].axhline(PAPER_EQUIVALENCE['slope'], c='k', ls=':', label='paper')
-    axs[0].set(xlabel='ε = ‖εΔθ‖/‖θ‖', ylabel='cosine', title='steered vs update logit shift'); axs[1].set(xlabel='ε', ylabel='slope (update on steer)')
+    axs[0].axhline(PAPER_EQUIVALENCE['cosine'], c='k', ls=':', label='paper')
+    axs[1].axhline(PAPER_EQUIVALENCE['slope'], c='k', ls=':', label='paper')
+    axs[0].set(xlabel='ε = ‖εΔθ‖/‖θ‖', ylabel='cosine', title='steered vs update logit shift')
+    axs[1].set(xlabel='ε', ylabel='slope (update on steer)')
     axs[0].legend(fontsize=6); fig.tight_layout()
     return fig
 
@@ -389,9 +461,12 @@ class FinalHidden(nn.Module):
 
 # %% ../nbs/12_experiments.ipynb #037413a7
 def text_windows(tok, n:int, length:int=8) -> dict:
-    "A batch of `n` windows of `length` tokens from the last 10% of Python's help text (the part the tiny GPT-2 never saw)."
+    """A batch of `n` windows of `length` tokens from the last 10% of Python's help text
+    (the part the tiny GPT-2 never saw)."""
     ids = torch.tensor(tok(python_help_text())['input_ids']); held = ids[int(0.9 * len(ids)):]
-    if len(held) < n * length: raise ValueError(f"the held-out text has {len(held)} tokens, fewer than n·length = {n * length}: lower n or length")
+    if len(held) < n * length:
+        raise ValueError(f"the held-out text has {len(held)} tokens, "
+                         f"fewer than n·length = {n * length}: lower n or length")
     x = held[:n * length].view(n, length)
     return dict(input_ids=x, attention_mask=torch.ones_like(x))
 
@@ -402,14 +477,17 @@ def unembedding_basis(model:nn.Module) -> tuple:
 
 # %% ../nbs/12_experiments.ipynb #c775e894
 def position_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
-    "B×m×(T·d) Jacobians of each input's outputs w.r.t. a per-position edit of that input (one JVP per position and feature, shared by the inputs)."
+    """B×m×(T·d) Jacobians of each input's outputs w.r.t. a per-position edit of that input
+    (one JVP per position and feature, shared by the inputs)."""
     B, T, d = cut.h.shape
     f = lambda u: cut.outputs(delta=u.view(1, T, d).expand(B, T, d).reshape(-1))
-    J = dense_jacobian(f, cut.h.new_zeros(T * d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
+    J = dense_jacobian(f, cut.h.new_zeros(T * d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model),
+                       chunk_size)
     return J.view(B, -1, T * d)
 
 def tied_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
-    "B×m×d Jacobians of each input's outputs w.r.t. one vector added at every position of that input (d JVPs, shared by the inputs)."
+    """B×m×d Jacobians of each input's outputs w.r.t. one vector added at every position of that input
+    (d JVPs, shared by the inputs)."""
     B, T, d = cut.h.shape
     f = lambda u: cut.outputs(delta=u.view(1, 1, d).expand(B, T, d).reshape(-1))
     J = dense_jacobian(f, cut.h.new_zeros(d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
@@ -417,44 +495,54 @@ def tied_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
 
 # %% ../nbs/12_experiments.ipynb #fdef7836
 def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
-    "(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative rank tolerance `rtol` (default max(k, n)·eps)."
+    """(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative
+    rank tolerance `rtol` (default max(k, n)·eps)."""
     U, S, _ = torch.linalg.svd(J, full_matrices=False)
     keep = S > (default_rtol(J) if rtol is None else rtol) * S[:, :1]
     a = torch.einsum('bkr,bk->br', U, c) * keep
     return a.norm(dim=1), (a / torch.where(keep, S, 1)).norm(dim=1)
 
 # %% ../nbs/12_experiments.ipynb #a909227f
-def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None, per_position:bool=True) -> dict:
-    "γ and effort at one layer for a per-position edit of each input (J: B×m×(T·d); else J is tied, B×m×d), one tied vector per input, and one vector for the batch."
+def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None,
+                       per_position:bool=True) -> dict:
+    """γ and effort at one layer for a per-position edit of each input
+    (J: B×m×(T·d); else J is tied, B×m×d), one tied vector per input, and one vector for the batch."""
     B = J.shape[0]; d = J.shape[2] // T if per_position else J.shape[2]
-    Jt = J.view(B, J.shape[1], T, d).sum(2) if per_position else J                # tied: the same s at every position
+    Jt = J.view(B, J.shape[1], T, d).sum(2) if per_position else J  # tied: the same s at every position
     modes = dict(position=(J, c, vnorm)) if per_position else {}
     out = {}
-    for name, (Jb, cb, nb) in (modes | dict(tied=(Jt, c, vnorm), batch=(Jt.reshape(1, -1, d), c.reshape(1, -1), vnorm.norm().view(1)))).items():
+    for name, (Jb, cb, nb) in (modes | dict(tied=(Jt, c, vnorm),
+                                            batch=(Jt.reshape(1, -1, d), c.reshape(1, -1),
+                                                   vnorm.norm().view(1)))).items():
         reached, effort = projected_norms(Jb, cb, rtol)
         out[name] = (reached / nb, effort)
     return out
 
 # %% ../nbs/12_experiments.ipynb #1edb82a6
 def depth_profile(
-    model:nn.Module,             # a Hugging Face causal LM (its unembedding `get_output_embeddings()` has no bias)
+    model:nn.Module,             # HF causal LM (its unembedding `get_output_embeddings()` has no bias)
     layers:Sequence[str],        # block names, shallow to deep
     batch:dict,                  # equal-length prompts (no padding): input_ids, attention_mask
     targets:dict,                # name → parameter update Δθ (name → tensor)
-    rtols:Sequence=(None,),      # rank tolerances; the first is the main one (None: max(m, n)·eps of the Jacobian's dtype)
+    rtols:Sequence=(None,),      # rank tolerances; the first is main (None: max(m, n)·eps of the dtype)
     per_position:bool=True,      # also the per-position edit (T·d JVPs per layer; tied alone needs d)
     chunk_size:int=64, progress:bool=True,
 ) -> list: # one dict per (target, layer)
-    "γ_v and effort of per-position, per-input tied and batch-tied steering at each layer for the next-token logits at every position."
+    """γ_v and effort of per-position, per-input tied and batch-tied steering at each layer for the
+    next-token logits at every position."""
     B, T = batch['input_ids'].shape
     Q, R = unembedding_basis(model)
-    vs = {k: LayerJacobians(model, layers[0], batch, params=list(u)).logit_shift(u).to(torch.float64).view(B, T, -1) for k, u in targets.items()}
-    cs = {k: ((v @ Q).reshape(B, -1), v.flatten(1).norm(dim=1)) for k, v in vs.items()}    # y = Wz: only Qᵀv can be reached
+    vs = {k: LayerJacobians(model, layers[0], batch, params=list(u)).logit_shift(u)
+             .to(torch.float64).view(B, T, -1) for k, u in targets.items()}
+    # y = Wz: only Qᵀv can be reached
+    cs = {k: ((v @ Q).reshape(B, -1), v.flatten(1).norm(dim=1)) for k, v in vs.items()}
     body, rows = FinalHidden(model), []
     for layer in tqdm(layers, desc='γ against depth', disable=not progress):
         cut = LayerJacobians(body, f'lm.{layer}', batch, mode='per_position', params=[])
-        J = (position_jacobians if per_position else tied_jacobians)(cut, chunk_size).to(torch.float64).view(B, T, cut.h.shape[2], -1)
-        J = torch.einsum('kd,btdn->btkn', R, J).reshape(B, T * R.shape[0], -1)      # Qᵀ ∂y/∂Δh = R ∂z/∂Δh
+        J = ((position_jacobians if per_position else tied_jacobians)(cut, chunk_size)
+             .to(torch.float64).view(B, T, cut.h.shape[2], -1))
+        # Qᵀ ∂y/∂Δh = R ∂z/∂Δh
+        J = torch.einsum('kd,btdn->btkn', R, J).reshape(B, T * R.shape[0], -1)
         for name, (c, vnorm) in cs.items():
             row = dict(target=name, layer=layer, ceiling=(c.norm(dim=1) / vnorm).median().item())
             for i, rtol in enumerate(rtols):
@@ -462,15 +550,18 @@ def depth_profile(
                 for mode, (g, e) in steering_alignment(J, c, vnorm, T, rtol, per_position).items():
                     if mode == 'batch': row |= {f'gamma_batch{sfx}': g.item(), f'effort_batch{sfx}': e.item()}
                     else:
-                        row |= {f'gamma_{mode}{sfx}': g.median().item(), f'effort_{mode}{sfx}': e.median().item()}
-                        if i == 0: row |= {f'gamma_{mode}_q25': g.quantile(0.25).item(), f'gamma_{mode}_q75': g.quantile(0.75).item(),
+                        row |= {f'gamma_{mode}{sfx}': g.median().item(),
+                                f'effort_{mode}{sfx}': e.median().item()}
+                        if i == 0: row |= {f'gamma_{mode}_q25': g.quantile(0.25).item(),
+                                           f'gamma_{mode}_q75': g.quantile(0.75).item(),
                                            f'_gamma_{mode}': g.tolist()}
             rows.append(row)
     return rows
 
 # %% ../nbs/12_experiments.ipynb #35c35c1f
 def unembedding_part(update:dict, model:nn.Module) -> dict:
-    "The part of an update Δθ that touches the unembedding matrix (tied or not): a target no steer can fully reach."
+    """The part of an update Δθ that touches the unembedding matrix (tied or not): a target no steer can
+    fully reach."""
     W = model.get_output_embeddings().weight
     names = [n for n, p in model.named_parameters() if p is W]
     return {n: update[n] for n in names if n in update}
@@ -486,51 +577,66 @@ def gamma_depth_experiment(
     n:int=32,                        # prompts: windows of held-out text
     length:int=8,                    # tokens per prompt
     layers:Optional[Sequence]=None,  # block indices or names (default: every block)
-    update:Optional[dict]=None,      # the update Δθ (default: the identity-preconditioned detox contrast update)
+    update:Optional[dict]=None,      # update Δθ (default: identity-preconditioned detox contrast update)
     rtols:Sequence=(None, 1e-6, 1e-3), # rank tolerances: the first is the main one (None: max(m, n)·eps)
-    dtype=torch.float64,             # precision of the model during the run (float64: the rank cut-off is exact)
+    dtype=torch.float64,             # model precision during the run (float64: the rank cut-off is exact)
     per_position:bool=True,          # also per-position steering (T·d JVPs per layer: for small models)
     progress:bool=True,
 ) -> Experiment:
-    "γ_v against depth for the update and for its unembedding part: per-position, per-input tied and batch-tied steering, efforts, and the layer rule."
+    """γ_v against depth for the update and for its unembedding part: per-position, per-input tied and
+    batch-tied steering, efforts, and the layer rule."""
     if isinstance(model, str): model, tok = load_causal_lm(model)
     model = model.to(dtype)
-    layers = [resolve_layer(model, l) for l in (range(len(find_layer(model, block_list(model)))) if layers is None else layers)]
+    layers = [resolve_layer(model, l) for l in (range(len(find_layer(model, block_list(model))))
+                                                if layers is None else layers)]
     given = update is not None
-    if update is None:                                # the detox contrast update, identity preconditioner, λ = 1
-        update = contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'), damping=1.0)
+    if update is None:  # the detox contrast update, identity preconditioner, λ = 1
+        update = contrast_update(model, tok, prompt_set('contrast_neutral'), prompt_set('contrast_toxic'),
+                                 damping=1.0)
     update = {k: t.to(dtype) for k, t in update.items()}
     targets = {'update': update, 'unembedding part': unembedding_part(update, model)}
     batch = text_windows(tok, n, length)
     rows = depth_profile(model, layers, batch, targets, rtols, per_position, progress=progress)
-    per_prompt = {f"{r['target']} | {r['layer']}": dict(position=r.pop('_gamma_position', None), tied=r.pop('_gamma_tied')) for r in rows}
+    per_prompt = {f"{r['target']} | {r['layer']}": dict(position=r.pop('_gamma_position', None),
+                                                        tied=r.pop('_gamma_tied')) for r in rows}
     for r in rows: r.update(paper_first=PAPER_GAMMA['first'], paper_last=PAPER_GAMMA['last'])
     rules = {}
     for t in targets:
         rs = [r for r in rows if r['target'] == t]
         choice = choose_layer([dict(layer=r['layer'], gamma_median=r['gamma_batch']) for r in rs])
-        naive = {k: (l, next(r['gamma_batch'] for r in rs if r['layer'] == l)) for k, l in naive_choice(rs).items()}
+        naive = {k: (l, next(r['gamma_batch'] for r in rs if r['layer'] == l))
+                 for k, l in naive_choice(rs).items()}
         rules[t] = dict(choice=choice.layer, reason=choice.reason, naive=naive)
-    settings = dict(model=model_name(model), dtype=str(dtype).replace('torch.', ''), n_prompts=n, length=length,
-                    outputs='next-token logits at every position', prompts='windows of the held-out 10% of Python help text',
-                    update='given' if given else 'detox contrast update −∇[L(neutral) − L(toxic)]/λ (`contrast_update`)',
-                    precondition='given' if given else 'identity, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)',
-                    rtols=[('max(m, n)·eps' if r is None else r) for r in rtols], rules=rules, per_prompt=per_prompt)
+    settings = dict(model=model_name(model), dtype=str(dtype).replace('torch.', ''), n_prompts=n,
+                    length=length,
+                    outputs='next-token logits at every position',
+                    prompts='windows of the held-out 10% of Python help text',
+                    update=('given' if given else
+                            'detox contrast update −∇[L(neutral) − L(toxic)]/λ (`contrast_update`)'),
+                    precondition=('given' if given else
+                                  'identity, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)'),
+                    rtols=[('max(m, n)·eps' if r is None else r) for r in rtols], rules=rules,
+                    per_prompt=per_prompt)
     return Experiment('gamma_depth', rows, PAPER_GAMMA, settings, plot_gamma_depth(rows, model_name(model)))
 
 # %% ../nbs/12_experiments.ipynb #9b447686
 def plot_gamma_depth(rows:list, title:str=''):
-    "γ against depth (per position, tied per input, one vector for the batch) for each target, and effort against depth."
+    """γ against depth (per position, tied per input, one vector for the batch) for each target, and effort
+    against depth."""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
     for j, t in enumerate(dict.fromkeys(r['target'] for r in rows)):
         rs = [r for r in rows if r['target'] == t]; x = np.arange(len(rs))
-        for mode, mk in [(m, k) for m, k in (('position', 'o'), ('tied', 's'), ('batch', '^')) if f'gamma_{m}' in rs[0]]:
-            axs[0].plot(x, [r[f'gamma_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}', label=f'{t}: {mode}')
-            axs[1].semilogy(x, [r[f'effort_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}', label=f'{t}: {mode}')
+        for mode, mk in [(m, k) for m, k in (('position', 'o'), ('tied', 's'), ('batch', '^'))
+                         if f'gamma_{m}' in rs[0]]:
+            axs[0].plot(x, [r[f'gamma_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}',
+                        label=f'{t}: {mode}')
+            axs[1].semilogy(x, [r[f'effort_{mode}'] for r in rs], mk + ('-' if j == 0 else '--'), c=f'C{j}',
+                            label=f'{t}: {mode}')
     for ax in axs: ax.set_xticks(x, [r['layer'].split('.')[-1] for r in rs]); ax.set_xlabel('block')
     axs[0].axhline(0.7, c='k', lw=0.8, ls=':'); axs[0].axhline(0.5, c='r', lw=0.8, ls=':')
-    axs[0].set(ylabel='γ_v (median over prompts)', title=f'{title}: γ against depth'); axs[1].set(ylabel='effort ‖Δh*‖ (median)', title='effort against depth')
+    axs[0].set(ylabel='γ_v (median over prompts)', title=f'{title}: γ against depth')
+    axs[1].set(ylabel='effort ‖Δh*‖ (median)', title='effort against depth')
     axs[0].legend(fontsize=6); fig.tight_layout()
     return fig
 
@@ -539,7 +645,8 @@ PAPER_SPECTRAL = dict(z=3.55, p=0.00498)
 
 # %% ../nbs/12_experiments.ipynb #54ad3b0f
 def softmax_ggn(obj:Objective, chunk_size:int=256) -> Tensor:
-    "Dense Gauss–Newton matrix (1/n)Σ J_iᵀ(diag p_i − p_i p_iᵀ)J_i (+ l2·I) of a softmax cross-entropy objective, from per-example output Jacobians."
+    """Dense Gauss–Newton matrix (1/n)Σ J_iᵀ(diag p_i − p_i p_iᵀ)J_i (+ l2·I) of a softmax
+    cross-entropy objective, from per-example output Jacobians."""
     theta = obj.theta(); P = theta.numel()
     f = lambda t, x: obj.forward(t, x[None])[0]
     G = torch.zeros(P, P, dtype=theta.dtype, device=theta.device)
@@ -557,8 +664,10 @@ def top_principal_component(cut:LayerJacobians) -> Tensor:
     return torch.linalg.svd(h - h.mean(0), full_matrices=False)[2][0].to(cut.h.dtype)
 
 # %% ../nbs/12_experiments.ipynb #ad887f35
-def training_sigma(model:nn.Module, layer:str, X:Tensor, Y:Tensor, cls:int, damping:float, n_probe:int=256) -> Tensor:
-    "Σ = (1/n_c)Σ_z u_z u_zᵀ over the training examples z of class `cls`, u_z = J̄_θh H_λ⁻¹∇ℓ(z): θ the parameters upstream of `layer`, H their GGN."
+def training_sigma(model:nn.Module, layer:str, X:Tensor, Y:Tensor, cls:int, damping:float,
+                   n_probe:int=256) -> Tensor:
+    """Σ = (1/n_c)Σ_z u_z u_zᵀ over the training examples z of class `cls`, u_z = J̄_θh
+    H_λ⁻¹∇ℓ(z): θ the parameters upstream of `layer`, H their GGN."""
     probe = LayerJacobians(model, layer, X[:n_probe], feature_dim=1, params='upstream')
     obj = Objective(model, nn.functional.cross_entropy, X, Y, params=list(probe.params))
     J_bar = dense_jacobian(mean_activation(probe), probe.theta(), probe.h.shape[1], model)
@@ -568,7 +677,7 @@ def training_sigma(model:nn.Module, layer:str, X:Tensor, Y:Tensor, cls:int, damp
 # %% ../nbs/12_experiments.ipynb #c67a04a6
 def spectral_experiment(
     cls:int=3,              # digit class whose logit is the metric f
-    layer:str='3',          # the digits CNN's second ReLU (16 channels; a steer adds the same vector at every pixel)
+    layer:str='3',          # digits CNN's second ReLU (16 channels; a steer adds one vector at every pixel)
     n:int=200,              # random directions of equal norm
     damping:float=1e-3,     # λ of H_λ = GGN + λI
     n_probe:int=256,        # training inputs over which the activation is averaged (J̄_θh)
@@ -576,47 +685,70 @@ def spectral_experiment(
     seed:int=0,
     progress:bool=True,
 ) -> Experiment:
-    "Held-out change of a class logit for the spectral direction of Σ from training data, the mean gradient, the top PC and random directions of equal norm."
+    """Held-out change of a class logit for the spectral direction of Σ from training data, the mean
+    gradient, the top PC and random directions of equal norm."""
     model, (Xtr, ytr, Xte, yte) = digits_cnn(seed, steps)
     model, Xtr, Xte = model.double(), Xtr.double(), Xte.double()
-    train, held = (LayerJacobians(model, layer, X, output=lambda o: o[:, cls], feature_dim=1, params=[]) for X in (Xtr, Xte))
+    train, held = (LayerJacobians(model, layer, X, output=lambda o: o[:, cls], feature_dim=1, params=[])
+                   for X in (Xtr, Xte))
     Sigma = training_sigma(model, layer, Xtr, ytr, cls, damping, n_probe); top = top_direction(Sigma)
     g = metric_gradients(train).mean(0)
-    orient = lambda s: s if s @ g >= 0 else -s                                   # signs fitted on the training split
-    dirs = {'spectral (Σ of training data)': orient(top.direction), 'mean gradient': g / g.norm(), 'top PC of activations': orient(top_principal_component(train))}
+    orient = lambda s: s if s @ g >= 0 else -s  # signs fitted on the training split
+    dirs = {'spectral (Σ of training data)': orient(top.direction), 'mean gradient': g / g.norm(),
+            'top PC of activations': orient(top_principal_component(train))}
     B = null_test_norm(train)
-    tests = {k: null_test(held, s.view(held.delta_shape), B, n_random=n, seed=seed, progress=progress) for k, s in dirs.items()}
+    tests = {k: null_test(held, s.view(held.delta_shape), B, n_random=n, seed=seed, progress=progress)
+             for k, s in dirs.items()}
     rand = next(iter(tests.values())).random; q95 = float(np.quantile(rand, 0.95))
     g_held = metric_gradients(held).to(torch.float64)
-    rows = [dict(direction=k, heldout_change=t.observed, train_change=realised_change(train, B * s.view(held.delta_shape)),
+    rows = [dict(direction=k, heldout_change=t.observed,
+                 train_change=realised_change(train, B * s.view(held.delta_shape)),
                  first_order=B * (g_held @ s.to(g_held)).mean().item(), z=t.z, p=t.p, random_q95=q95,
-                 cos_spectral=float(s @ dirs['spectral (Σ of training data)']), paper_z=PAPER_SPECTRAL['z'] if i == 0 else float('nan'),
-                 paper_p=PAPER_SPECTRAL['p'] if i == 0 else float('nan')) for i, ((k, t), s) in enumerate(zip(tests.items(), dirs.values()))]
-    rows.append(dict(direction=f'random (mean of {n})', heldout_change=float(rand.mean()), train_change=float('nan'), first_order=float('nan'),
-                     z=0.0, p=float('nan'), random_q95=q95, cos_spectral=float('nan'), paper_z=float('nan'), paper_p=float('nan')))
-    bound = data_change_bound(g_held, Sigma, B / math.sqrt(top.eigenvalue))      # budget B/√λ: the spectral steer B·v₁ is the best data shift
+                 cos_spectral=float(s @ dirs['spectral (Σ of training data)']),
+                 paper_z=PAPER_SPECTRAL['z'] if i == 0 else float('nan'),
+                 paper_p=PAPER_SPECTRAL['p'] if i == 0 else float('nan'))
+            for i, ((k, t), s) in enumerate(zip(tests.items(), dirs.values()))]
+    rows.append(dict(direction=f'random (mean of {n})', heldout_change=float(rand.mean()),
+                     train_change=float('nan'), first_order=float('nan'),
+                     z=0.0, p=float('nan'), random_q95=q95, cos_spectral=float('nan'), paper_z=float('nan'),
+                     paper_p=float('nan')))
+    # budget B/√λ: the spectral steer B·v₁ is the best data shift
+    bound = data_change_bound(g_held, Sigma, B / math.sqrt(top.eigenvalue))
     spectral_first = B * (g_held @ dirs['spectral (Σ of training data)'].to(g_held))
-    settings = dict(model='digits CNN (models.digits_cnn)', layer=layer, cls=cls, n_train=len(Xtr), n_heldout=len(Xte), n_class_train=int((ytr == cls).sum()),
-                    n_probe=n_probe, damping=damping, curvature='GGN over the parameters upstream of the layer (dense)', norm=B, n_random=n,
-                    lambda_max=top.eigenvalue, sign='each direction oriented so that its first-order train change is ≥ 0',
-                    bound_holds=bool((spectral_first <= bound.bound * (1 + 1e-12)).all() and (bound.achievable <= bound.bound * (1 + 1e-12)).all()),
-                    achievable_over_bound=dict(median=bound.achievable.div(bound.bound).median().item(), max=bound.achievable.div(bound.bound).max().item()),
-                    per_input=dict(spectral_first_order=spectral_first.tolist(), achievable=bound.achievable.tolist(), bound=bound.bound.tolist()))
-    return Experiment('spectral', rows, PAPER_SPECTRAL, settings, plot_spectral(rows, rand, bound, spectral_first, f'digits CNN layer {layer}, class {cls}'))
+    settings = dict(model='digits CNN (models.digits_cnn)', layer=layer, cls=cls, n_train=len(Xtr),
+                    n_heldout=len(Xte), n_class_train=int((ytr == cls).sum()),
+                    n_probe=n_probe, damping=damping,
+                    curvature='GGN over the parameters upstream of the layer (dense)', norm=B, n_random=n,
+                    lambda_max=top.eigenvalue,
+                    sign='each direction oriented so that its first-order train change is ≥ 0',
+                    bound_holds=bool((spectral_first <= bound.bound * (1 + 1e-12)).all()
+                                     and (bound.achievable <= bound.bound * (1 + 1e-12)).all()),
+                    achievable_over_bound=dict(median=bound.achievable.div(bound.bound).median().item(),
+                                               max=bound.achievable.div(bound.bound).max().item()),
+                    per_input=dict(spectral_first_order=spectral_first.tolist(),
+                                   achievable=bound.achievable.tolist(), bound=bound.bound.tolist()))
+    return Experiment('spectral', rows, PAPER_SPECTRAL, settings,
+                      plot_spectral(rows, rand, bound, spectral_first,
+                                    f'digits CNN layer {layer}, class {cls}'))
 
 # %% ../nbs/12_experiments.ipynb #6c4f359a
 def plot_spectral(rows:list, random:np.ndarray, bound:DataChangeBound, spectral_first:Tensor, title:str=''):
-    "Held-out changes: random directions (histogram) and the three fitted directions; the data-achievable change against the paper's bound per input."
+    """Held-out changes: random directions (histogram) and the three fitted directions; the data-achievable
+    change against the paper's bound per input."""
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(9.5, 3.4))
     axs[0].hist(random, bins=30, color='0.75', label=f'{len(random)} random directions')
     axs[0].axvline(rows[0]['random_q95'], c='k', ls=':', lw=1, label='random 95th percentile')
-    for i, r in enumerate(rows[:3]): axs[0].axvline(r['heldout_change'], c=f'C{i}', lw=2, label=f"{r['direction']}: z = {r['z']:.2f}")
-    axs[0].set(xlabel='held-out change of the class logit', ylabel='count', title=title); axs[0].legend(fontsize=6)
+    for i, r in enumerate(rows[:3]):
+        axs[0].axvline(r['heldout_change'], c=f'C{i}', lw=2, label=f"{r['direction']}: z = {r['z']:.2f}")
+    axs[0].set(xlabel='held-out change of the class logit', ylabel='count', title=title)
+    axs[0].legend(fontsize=6)
     b, a = bound.bound.numpy(), bound.achievable.numpy()
-    axs[1].scatter(b, a, s=6, label='best data up-weighting B·sqrt(gᵀΣg)'); axs[1].scatter(b, spectral_first.numpy(), s=6, label='spectral steer, first order')
+    axs[1].scatter(b, a, s=6, label='best data up-weighting B·sqrt(gᵀΣg)')
+    axs[1].scatter(b, spectral_first.numpy(), s=6, label='spectral steer, first order')
     axs[1].plot([0, b.max()], [0, b.max()], 'k--', lw=0.8, label='bound B·sqrt(λ_max)·‖∇_h f‖')
-    axs[1].set(xlabel='bound', ylabel='first-order change', title='held-out inputs'); axs[1].legend(fontsize=6)
+    axs[1].set(xlabel='bound', ylabel='first-order change', title='held-out inputs')
+    axs[1].legend(fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -626,16 +758,21 @@ def spectral_seeds(
     n:int=200,                                                 # random directions per run
     progress:bool=True,
 ) -> Experiment:
-    "The spectral experiment over training seeds and classes: each direction's held-out change and z, and the random 95th percentile, per run."
+    """The spectral experiment over training seeds and classes: each direction's held-out change and z, and
+    the random 95th percentile, per run."""
     rows = []
     for seed, cls in tqdm(runs, desc='seeds and classes', disable=not progress):
         e = spectral_experiment(cls=cls, seed=seed, n=n, progress=False); s, m, p, _ = e.rows
-        rows.append(dict(seed=seed, cls=cls, spectral=s['heldout_change'], spectral_z=s['z'], mean_gradient=m['heldout_change'], mean_gradient_z=m['z'],
-                         top_pc=p['heldout_change'], top_pc_z=p['z'], random_q95=s['random_q95'], bound_holds=e.settings['bound_holds']))
-    return Experiment('spectral_seeds', rows, PAPER_SPECTRAL, dict(model='digits CNN (models.digits_cnn)', n_random=n, runs=[list(r) for r in runs]))
+        rows.append(dict(seed=seed, cls=cls, spectral=s['heldout_change'], spectral_z=s['z'],
+                         mean_gradient=m['heldout_change'], mean_gradient_z=m['z'],
+                         top_pc=p['heldout_change'], top_pc_z=p['z'], random_q95=s['random_q95'],
+                         bound_holds=e.settings['bound_holds']))
+    return Experiment('spectral_seeds', rows, PAPER_SPECTRAL, dict(model='digits CNN (models.digits_cnn)',
+                                                                   n_random=n, runs=[list(r) for r in runs]))
 
 # %% ../nbs/12_experiments.ipynb #6ce3d769
 DEMO_SIZES = dict(detox=dict(n=20, alphas=(1.0, 2.0), n_random=20, max_new_tokens=10, ppl_tokens=256),
                   equivalence=dict(n_heldout=8, eps=(0.01, 0.1), n_random=20),
                   gamma_depth=dict(n=4, layers=[0, 3], rtols=(None, 1e-6)), spectral=dict(n=30, steps=100))
-DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=60, pairs=16, curvature_pairs=2)   # the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
+# the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
+DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=60, pairs=16, curvature_pairs=2)
