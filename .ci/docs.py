@@ -12,7 +12,7 @@ import argparse, html, json, os, re, shutil, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
-from outputs import FAST, stale_chapters
+from outputs import FAST, cells, flagged, stale_chapters
 
 root = Path(__file__).resolve().parents[1]
 KATEX = root / '_katex' / 'package' / 'dist'
@@ -42,8 +42,7 @@ body{margin-left:16em !important}main{max-width:72em}
 
 def cells_flagged(nb:Path, flags) -> set:
     "Ids of the cells of `nb` carrying one of the nbdev test flags `flags`."
-    cells = json.loads(nb.read_text())['cells']
-    return {c.get('id') for c in cells if any(f'#| {f}' in ''.join(c['source']) for f in flags)}
+    return {c.get('id') for c in cells(nb) if flagged(c, flags)}
 
 def title(nb:Path) -> str:
     "The chapter title: the first markdown heading."

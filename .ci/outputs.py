@@ -39,7 +39,9 @@ def stale_chapters(lock:dict=None) -> list:
     if missing: sys.exit(f"outputs.py: FAST names chapters that do not exist: {missing}")
     return [s for s in FAST if lock.get(s) != source_hash(root / 'nbs' / f'{s}.ipynb')]
 
-def skipped(c:dict) -> bool: return any(f'#| {f}' in ''.join(c['source']) for f in SLOW)
+def flagged(c:dict, flags=SLOW) -> bool:
+    "Whether cell `c` carries one of the nbdev test flags `flags` (default: the cells skipped here)."
+    return any(f'#| {f}' in ''.join(c['source']) for f in flags)
 
 def execute(nb:Path):
     "Run the chapter's non-slow cells in a fresh kernel and store their outputs in the notebook (others: none)."
@@ -47,7 +49,7 @@ def execute(nb:Path):
     from nbclient import NotebookClient
     from nbdev.clean import nbdev_clean
     d = nbformat.read(nb, as_version=4)
-    run = nbformat.from_dict({**d, 'cells': [c for c in d.cells if not skipped(c)]})
+    run = nbformat.from_dict({**d, 'cells': [c for c in d.cells if not flagged(c)]})
     NotebookClient(run, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(nb.parent)}}).execute()
     outs = {c.id: c.outputs for c in run.cells if c.cell_type == 'code'}
     for c in d.cells:

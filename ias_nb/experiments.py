@@ -17,7 +17,7 @@ from torch.func import functional_call
 from .jacobians import LayerJacobians, find_layer, last_token_logits
 from .alignment import choose_layer
 from .bounds import equivalence
-from .spectral import metric_gradients, null_test, realised_change, null_test_norm
+from .spectral import metric_gradients, null_test, realised_change, null_test_norm, random_directions
 from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update,
                              ias_vector,
     lm_batch, model_name, model_device, block_list, resolve_layer)
@@ -27,13 +27,13 @@ from .corpus import CGPreconditioner, cg_preconditioner, mean_ci
 # %% auto #0
 __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES',
            'DEMO_VECTORS', 'Experiment', 'prompt_set', 'toxicity_scorer', 'continuations', 'probe_prompts', 'Update',
-           'mlp_out_param', 'gradient_curvature', 'detox_update', 'DetoxVectors', 'detox_vectors', 'random_directions',
-           'paired_permutation', 'SteeredRun', 'steered_run', 'detox_row', 'detox_experiment', 'plot_detox',
-           'updated_logits', 'steered_logits', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden',
-           'text_windows', 'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms',
-           'steering_alignment', 'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment',
-           'plot_gamma_depth', 'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment',
-           'plot_spectral', 'spectral_seeds']
+           'mlp_out_param', 'gradient_curvature', 'detox_update', 'DetoxVectors', 'detox_vectors', 'paired_permutation',
+           'SteeredRun', 'steered_run', 'detox_row', 'detox_experiment', 'plot_detox', 'updated_logits',
+           'steered_logits', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden', 'text_windows',
+           'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment',
+           'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth',
+           'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment', 'plot_spectral',
+           'spectral_seeds']
 
 # %% ../nbs/12_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -214,12 +214,6 @@ def detox_vectors(
     probes = probe_prompts(toxic[:n_probes])
     s = ias_vector(model, tok, layer, probes, update, maxiter=maxiter, solver=solver)
     return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral, toxic), s, probes)
-
-# %% ../nbs/12_experiments.ipynb #2b832f3b
-def random_directions(n:int, like:torch.Tensor, seed:int=0) -> torch.Tensor:
-    "`n` Gaussian directions (n × d) with the norm of `like`: the equal-norm random control."
-    g = torch.randn(n, like.numel(), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return (g * (like.norm().double() / g.norm(dim=1, keepdim=True))).to(like.dtype)
 
 # %% ../nbs/12_experiments.ipynb #577b0de2
 def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:

@@ -16,8 +16,8 @@ from .influence import Objective, ihvp, per_example_grads
 
 # %% auto #0
 __all__ = ['mean_activation', 'mean_activation_operator', 'data_shifts', 'Spectral', 'top_direction', 'spectral_power_iteration',
-           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'null_test_norm', 'null_test',
-           'plot_null_test', 'DataChangeBound', 'data_change_bound']
+           'metric_gradients', 'metric_directions', 'NullTest', 'realised_change', 'null_test_norm',
+           'random_directions', 'null_test', 'plot_null_test', 'DataChangeBound', 'data_change_bound']
 
 # %% ../nbs/08_spectral.ipynb #bfdebf5c
 def mean_activation(cut:LayerJacobians) -> Callable:
@@ -115,14 +115,19 @@ def null_test_norm(cut:LayerJacobians, fraction:float=0.5) -> float:
     h = cut.h.movedim(cut.feature_dim, -1)
     return fraction * h.reshape(-1, h.shape[-1]).norm(dim=1).mean().item()
 
+# %% ../nbs/08_spectral.ipynb #5d1e7a90
+def random_directions(n:int, like:Tensor, seed:int=0, dtype=torch.float64) -> Tensor:
+    "`n` Gaussian directions (n × d, drawn in `dtype`) with the norm of `like`: the equal-norm random control."
+    g = torch.randn(n, like.numel(), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return (g * (like.norm().to(dtype) / g.norm(dim=1, keepdim=True))).to(like.dtype)
+
 # %% ../nbs/08_spectral.ipynb #f6b5046b
 def null_test(cut:LayerJacobians, direction:Tensor, norm:float, n_random:int=200, seed:int=0,
               progress:bool=True) -> NullTest:
     "Realised change for `norm·direction` against `n_random` random directions of the same norm."
-    g = torch.Generator().manual_seed(seed)
     observed = realised_change(cut, norm * direction / direction.norm())
-    dirs = torch.randn(n_random, direction.numel(), generator=g, dtype=direction.dtype)
-    rand = np.array([realised_change(cut, norm * r / r.norm())
+    dirs = random_directions(n_random, norm * direction / direction.norm(), seed, dtype=direction.dtype)
+    rand = np.array([realised_change(cut, r)
                      for r in tqdm(dirs, desc='null test', disable=not progress)])
     z = (observed - rand.mean()) / rand.std(ddof=1)
     return NullTest(observed, rand, z, (1 + (rand >= observed).sum()) / (n_random + 1))
