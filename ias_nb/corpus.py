@@ -130,9 +130,11 @@ def _unknown_name(model:nn.Module, name:str, named:dict) -> ValueError:
     close = difflib.get_close_matches(name, list(named), n=5, cutoff=0.4)
     return ValueError(f"{type(model).__name__} has no parameter named {name!r}; closest names: {close}")
 
-def stacked_query(model:nn.Module, queries:Sequence[dict]) -> dict:
-    """name → k×(parameter shape) float64 stack of `queries`
-    (a missing entry is zero), after checking names and shapes."""
+def stacked_query(model:nn.Module, queries:Sequence[dict],
+                  dtype:Optional[torch.dtype]=torch.float64, # None: each parameter's dtype, at least float32
+                 ) -> dict:
+    """name → k×(parameter shape) stack of `queries` (a missing
+    entry is zero), after checking names and shapes."""
     named, out, seen = _parameter_names(model), {}, {}
     for name in dict.fromkeys(n for q in queries for n in q):
         if name not in named: raise _unknown_name(model, name, named)
@@ -146,8 +148,12 @@ def stacked_query(model:nn.Module, queries:Sequence[dict]) -> dict:
             if tuple(r.shape) != tuple(p.shape):
                 raise ValueError(f"shape mismatch: query[{name!r}] has shape {tuple(r.shape)}, the parameter "
                                  f"has shape {tuple(p.shape)}")
-            if not torch.isfinite(r).all(): raise ValueError(f"query[{name!r}] contains NaN or Inf")
-        out[name] = torch.stack(rows).to(device=p.device, dtype=torch.float64)
+            # one pass and no copy: the sum is finite unless an entry is not (or the entries are huge: look)
+            if not (torch.isfinite(r.sum()) or torch.isfinite(r).all()):
+                raise ValueError(f"query[{name!r}] contains NaN or Inf")
+        to = (p.device, dtype or torch.promote_types(p.dtype, torch.float32))
+        # one query: a view of it when its dtype and device are already right (no copy of the parameters)
+        out[name] = rows[0][None].to(*to) if len(rows) == 1 else torch.stack(rows).to(*to)
     if not out:
         raise ValueError("the query is empty: give {parameter name: tensor} for at least one parameter")
     return out
@@ -172,9 +178,11 @@ class QueryPlan:
     hooked: dict = field(default_factory=dict)
     other: dict = field(default_factory=dict)     # parameter name → k×shape tangent, for the JVP
 
-def query_plan(model:nn.Module, queries:Sequence[dict]) -> QueryPlan:
+def query_plan(model:nn.Module, queries:Sequence[dict],
+               dtype:Optional[torch.dtype]=None, # the stack's dtype; None: the parameter's, at least float32
+              ) -> QueryPlan:
     "Split a stacked query into hook-read layer entries and JVP entries."
-    Q = stacked_query(model, queries); named = _parameter_names(model)
+    Q = stacked_query(model, queries, dtype); named = _parameter_names(model)
     owners = {}
     for m in model.modules():
         for attr, p in m.named_parameters(recurse=False): owners.setdefault(id(p), []).append((m, attr))
@@ -198,29 +206,42 @@ def recorded_calls(modules:Sequence[nn.Module]):
     calls = []
     with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
 
-def _linear_terms(spec:dict, a:Tensor, delta:Tensor) -> Tensor:
-    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear
-    layer; per-token products and all sums in float64."""
-    # the layer-width contraction in the model's precision
-    B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)
-    a, delta = a.reshape(B, -1, a.shape[-1]).to(wd), delta.reshape(B, -1, delta.shape[-1]).to(wd)
-    W, b, s = spec['weight'], spec['bias'], 0
-    # contract over the larger side first: memory k·B·T·min(in, out), no B×T×out float64 copy
-    if W is not None:
-        Wd = spec.setdefault(('weight', wd), W.to(wd))
-        if W.shape[2] <= W.shape[1]:
-            s = (torch.einsum('bto,koi->kbti', delta, Wd).double() * a.double()[None]).sum((2, 3))
-        else:
-            s = (torch.einsum('bti,koi->kbto', a, Wd).double() * delta.double()[None]).sum((2, 3))
-    if b is not None: s = s + b @ delta.sum(1, dtype=torch.float64).T
-    return s
+def _real_rows(x:Tensor, keep:Optional[Tensor]=None) -> tuple:
+    """(n×width rows of x at the B×T positions where `keep`, the batch row
+    of each); every position when `keep` is None or of another shape."""
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    doc = torch.arange(x.shape[0], device=x.device)[:, None].expand(flat.shape[:2])
+    if keep is not None and tuple(keep.shape) == tuple(flat.shape[:2]) and not keep.all():
+        keep = keep.bool(); return flat[keep], doc[keep]
+    return flat.reshape(-1, x.shape[-1]), doc.reshape(-1)
 
-def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor) -> Tensor:
-    "k×B: Σ_t ⟨Q_E[i_t], δ_t⟩ for one call of an embedding (no gradient at padding_idx)."
-    keep = ((ids != module.padding_idx) if module.padding_idx is not None
+def _linear_terms(spec:dict, a:Tensor, delta:Tensor,
+                  keep:Optional[Tensor]=None, # B×T: real (True) and pad positions, dropped before any product
+                 ) -> Tensor:
+    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; the layer-width
+    contraction in the model's precision (≥ float32), per-token products and sums in float64."""
+    B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)
+    (a, doc), (delta, _) = _real_rows(a, keep), _real_rows(delta, keep)
+    a, delta = a.to(wd), delta.to(wd)
+    W, b, per = spec['weight'], spec['bias'], 0
+    # contract over the larger side first: memory k·n·min(in, out), no n×out float64 copy
+    if W is not None:
+        Wd = W if W.dtype == wd else spec.setdefault(('weight', wd), W.to(wd))
+        if W.shape[2] <= W.shape[1]: per = (torch.einsum('no,koi->kni', delta, Wd).double() * a.double()).sum(2)
+        else: per = (torch.einsum('ni,koi->kno', a, Wd).double() * delta.double()).sum(2)
+    if b is not None: per = per + b.double() @ delta.double().T
+    k = (W if W is not None else b).shape[0]
+    return torch.zeros(k, B, dtype=torch.float64, device=a.device).index_add_(1, doc, per)
+
+def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor,
+                     keep:Optional[Tensor]=None) -> Tensor:
+    "k×B: Σ_t ⟨Q_E[i_t], δ_t⟩ for one call of an embedding (no gradient at padding_idx nor at pad positions)."
+    real = ((ids != module.padding_idx) if module.padding_idx is not None
             else torch.ones_like(ids, dtype=torch.bool))
-    rows = spec['weight'][:, ids]                             # k×B×T×d
-    return (rows * (delta.double() * keep[..., None])[None]).sum((2, 3))
+    if keep is not None and keep.shape == ids.shape: real = real & keep.bool()
+    doc = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(ids)[real]
+    per = (spec['weight'][:, ids[real]].double() * delta[real].double()).sum(2)   # k×n
+    return torch.zeros(per.shape[0], ids.shape[0], dtype=torch.float64, device=ids.device).index_add_(1, doc, per)
 
 # %% ../nbs/11_corpus.ipynb #e519cb90
 def _check_losses(losses:Tensor, index:Sequence[int]):
@@ -239,12 +260,12 @@ def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[in
         losses = text_losses(model, batch)
         _check_losses(losses.detach(), index)
         deltas = torch.autograd.grad(losses.sum(), [out for _, _, out in calls], allow_unused=True)
-    s = 0
+    s, keep = 0, batch.get('attention_mask')
     for (m, a, out), d in zip(calls, deltas):
         if d is None: continue
         spec = plan.hooked[m]
-        s = (s + (_embedding_terms(spec, m, a, d) if spec['kind'] == 'embedding'
-                  else _linear_terms(spec, a, d)))
+        s = (s + (_embedding_terms(spec, m, a, d, keep) if spec['kind'] == 'embedding'
+                  else _linear_terms(spec, a, d, keep)))
     return s + torch.zeros(plan.k, len(index), dtype=torch.float64, device=losses.device)
 
 @contextmanager
