@@ -133,28 +133,12 @@ def medians(rows, key):
         if 'error' not in r and key in r: out.setdefault((r['worker'], r['n']), []).append(r[key])
     return {k: statistics.median(v) for k, v in out.items()}
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--worker'); ap.add_argument('--n', type=int, default=32); ap.add_argument('--length', type=int, default=32)
-    ap.add_argument('--batch', type=int, default=8); ap.add_argument('--rep', type=int, default=0)
-    ap.add_argument('--repeats', type=int, default=5); ap.add_argument('--kn', type=int, default=16)
-    ap.add_argument('--out', default='results/corpus_throughput.json')
-    a = ap.parse_args()
-    if a.worker: return worker(a)
-    base = ['--length', str(a.length), '--batch', str(a.batch)]
-    configs = [(w, n) for n in (a.n, 4 * a.n) for w in ('ours', 'bare', 'kronfluence')] + [('k_queries', a.kn)]
-    rows, t_start = [], time.time()
-    for rep in range(a.repeats):
-        for w, n in configs[rep % len(configs):] + configs[:rep % len(configs)]:      # rotated: interleaved repeats
-            r = run(['--worker', w, '--n', str(n), '--rep', str(rep)] + base)
-            r.setdefault('worker', w); r.setdefault('n', n); r['rep'] = rep; rows.append(r)
-            print(rep, w, n, r if 'error' in r else
-                  f"{r['docs_per_s']:.2f} docs/s" + (f", +{r['peak_added_mb']:.0f} MB" if 'peak_added_mb' in r else
-                                                     f", 8 apart {r['seconds_8_single']:.1f} s"), flush=True)
+def report(rows, a, repeats, seconds):
+    "The medians over the repeats so far: printed, and written with every row to `a.out`."
     speed, mem = medians(rows, 'docs_per_s'), medians(rows, 'peak_added_mb')
     cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
     print(f"\n{cmd}\nSmolLM2-135M, L = {a.length} tokens, batch {a.batch}, query on 210 linear layers, 1 thread per process, "
-          f"medians of {a.repeats} interleaved repeats; {(time.time() - t_start) / 60:.0f} min on a machine shared with other jobs")
+          f"medians of {repeats} interleaved repeats; {seconds / 60:.0f} min on a machine shared with other jobs")
     print(f"{'run':12} {'docs':>5} {'docs/s':>8} {'÷ bare':>7} {'÷ kronf.':>8} {'peak +MB':>9} {'min–max docs/s':>16}")
     summary = {}
     for w in ('ours', 'bare', 'kronfluence'):
@@ -173,9 +157,30 @@ def main():
         print(f"k = 8 queries (mlp.down_proj, {a.kn} documents): one pass takes {kq:.2f}× the time of 8 single-query passes (median)")
     print(json.dumps(summary, indent=1))
     Path(a.out).parent.mkdir(exist_ok=True, parents=True)
-    json.dump(dict(command=cmd, sizes=dict(N=a.n, length=a.length, batch=a.batch, repeats=a.repeats, k_queries_n=a.kn),
+    json.dump(dict(command=cmd, sizes=dict(N=a.n, length=a.length, batch=a.batch, repeats=repeats, k_queries_n=a.kn),
                    note='medians of interleaved repeats, each in a fresh one-thread process, on a 2-core machine shared '
                         'with other jobs: timings are noisy (min–max in rows)', rows=rows, summary=summary),
               open(a.out, 'w'), indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--worker'); ap.add_argument('--n', type=int, default=32); ap.add_argument('--length', type=int, default=32)
+    ap.add_argument('--batch', type=int, default=8); ap.add_argument('--rep', type=int, default=0)
+    ap.add_argument('--repeats', type=int, default=5); ap.add_argument('--kn', type=int, default=16)
+    ap.add_argument('--out', default='results/corpus_throughput.json')
+    a = ap.parse_args()
+    if a.worker: return worker(a)
+    base = ['--length', str(a.length), '--batch', str(a.batch)]
+    configs = [(w, n) for n in (a.n, 4 * a.n) for w in ('ours', 'bare', 'kronfluence')] + [('k_queries', a.kn)]
+    rows, t_start = [], time.time()
+    for rep in range(a.repeats):
+        for w, n in configs[rep % len(configs):] + configs[:rep % len(configs)]:      # rotated: interleaved repeats
+            r = run(['--worker', w, '--n', str(n), '--rep', str(rep)] + base)
+            r.setdefault('worker', w); r.setdefault('n', n); r['rep'] = rep; rows.append(r)
+            print(rep, w, n, r if 'error' in r else
+                  f"{r['docs_per_s']:.2f} docs/s" + (f", +{r['peak_added_mb']:.0f} MB" if 'peak_added_mb' in r else
+                                                     f", 8 apart {r['seconds_8_single']:.1f} s"), flush=True)
+        report(rows, a, rep + 1, time.time() - t_start)         # medians so far, written after every repeat
 
 if __name__ == '__main__': main()

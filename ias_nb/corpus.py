@@ -25,13 +25,14 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_po
 # %% auto #0
 __all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan',
            'query_plan', 'recorded_calls', 'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores',
-           'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors', 'ShardStore',
-           'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
-           'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear',
-           'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
-           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
-           'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check']
+           'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
+           'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query',
+           'steer_query', 'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner',
+           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding',
+           'document_task', 'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows',
+           'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution', 'steer_to_documents',
+           'documents_to_steer', 'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci',
+           'causal_check']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -334,6 +335,18 @@ def sha256_tensors(tensors:dict) -> str:
         h.update(f'{n}{tuple(t.shape)}{t.dtype}'.encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b'')
     return h.hexdigest()
+def tokenizer_fingerprint(tokenizer, probe:str='Hello, world. 12345') -> dict:
+    """What of a tokenizer decides the token ids (flat keys, for a manifest): its class, a SHA-256 of the vocabulary,
+    the special tokens, pad id, padding side, length limit, and the ids it gives a probe (BOS/EOS added or not)."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, 'get_vocab') else {}
+    vocab_hash = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()
+    special = {k: str(v) for k, v in sorted(getattr(tokenizer, 'special_tokens_map', {}).items())}
+    limit = getattr(tokenizer, 'model_max_length', None)
+    return {'tokenizer.class': type(tokenizer).__name__, 'tokenizer.vocab_sha256': vocab_hash,
+            'tokenizer.special_tokens': special, 'tokenizer.pad_id': pad_id(tokenizer),
+            'tokenizer.padding_side': getattr(tokenizer, 'padding_side', None),
+            'tokenizer.model_max_length': limit if isinstance(limit, int) and limit < 2**53 else None,
+            'tokenizer.probe_ids': list(tokenizer([probe])['input_ids'][0])}
 
 # %% ../nbs/11_corpus.ipynb #dc514fcd
 class ShardStore:
@@ -346,8 +359,10 @@ class ShardStore:
         if m['settings'] != settings:
             diff = sorted(k for k in settings.keys() | m['settings'].keys()
                           if settings.get(k) != m['settings'].get(k))
-            raise ValueError(f"{self.folder} holds scores computed with other settings ({diff} differ): use "
-                             "a new folder or delete it")
+            show = lambda v: (s if len(s := json.dumps(v, ensure_ascii=False)) <= 40 else s[:37] + '…')
+            changes = '; '.join(f"{k}: {show(m['settings'].get(k))} then, {show(settings.get(k))} now" for k in diff)
+            raise ValueError(f"{self.folder} holds scores computed with other settings ({diff} differ — {changes}): "
+                             "use a new folder or delete it")
         self.shards = m['shards']
 
     def load(self, i:int, docs:Sequence[str]) -> Optional[Tensor]:
@@ -412,6 +427,29 @@ def _progress(batches:list, bar, world:int):
     for b in batches:
         yield b
         if bar is not None: bar.update(len(b) * world)
+def _on_rank0(decide:Callable):
+    """`decide()` run on rank 0 alone, its result (or its error) given to every rank: one decision,
+    so that no rank enters other collectives than the rest."""
+    rank, world = process_group()
+    if world == 1: return decide()
+    result, error = None, None
+    if rank == 0:
+        try: result = decide()
+        except Exception as e: error = e
+    box = [None if error is None else f"{type(error).__name__}: {error}", result]
+    torch.distributed.broadcast_object_list(box, src=0)
+    if error is not None: raise error
+    if box[0] is not None: raise RuntimeError(f"rank 0 failed, so every rank stops: {box[0]}")
+    return box[1]
+
+def _same_on_every_rank(n:int, what:str, device=None):
+    "A ValueError on every rank unless every rank counts the same `n` (e.g. its corpus' documents)."
+    if process_group()[1] == 1: return
+    t = torch.tensor([n, -n], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    if t[0].item() != -t[1].item():
+        raise ValueError(f"the ranks see different {what} (from {int(-t[1].item())} to {int(t[0].item())}; "
+                         f"this rank {n}): give every rank the same corpus")
 
 # %% ../nbs/11_corpus.ipynb #d289a8a8
 def document_scores(
@@ -435,21 +473,26 @@ def document_scores(
     n = len(corpus)
     if n == 0: raise ValueError("empty corpus: there are no documents to score")
     max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
-    store = None if out is None else ShardStore(out, dict(shard_size=shard_size, max_length=max_length,
-        k=len(queries), model=sha256_tensors(dict(model.named_parameters())),
-        query=sha256_tensors({f'{j}:{name}': torch.as_tensor(t)
-                              for j, q in enumerate(queries) for name, t in q.items()})))
-    rank, world = process_group(); results = []
+    rank, world = process_group(); results, store = [], None
+    _same_on_every_rank(n, 'numbers of documents', model_device(model))
+    def open_store():           # rank 0 alone reads and writes `out`: one view of it, broadcast to every rank
+        nonlocal store
+        store = ShardStore(out, dict(shard_size=shard_size, max_length=max_length, k=len(queries),
+            model=sha256_tensors(dict(model.named_parameters())),
+            query=sha256_tensors({f'{j}:{name}': torch.as_tensor(t)
+                                  for j, q in enumerate(queries) for name, t in q.items()}))
+            | tokenizer_fingerprint(tokenizer))
+    if out is not None: _on_rank0(open_store)
     with torch.no_grad(), tqdm(total=n, disable=not progress or rank != 0, desc='scoring documents',
                                unit='doc') as bar:
         for i, start, shard in shards(corpus, shard_size):
-            done = store.load(i, shard) if store else None
+            done = None if out is None else _on_rank0(lambda: store.load(i, shard))
             if done is not None:
                 bar.update(len(shard))
                 results.append(done.to(model_device(model)))
                 continue
             results.append(shard_scores(model, tokenizer, shard, start, plan, batch_size, max_length, bar))
-            if store and rank == 0: store.save(i, shard, results[-1])
+            if out is not None: _on_rank0(lambda: store.save(i, shard, results[-1]))
     scores = torch.cat(results, 1)
     return scores[0] if isinstance(query, dict) else scores
 
@@ -523,8 +566,8 @@ def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
     w = real / real.sum(1, keepdim=True).clamp_min(1)  # 1/T_z on real next-token positions
     p, Ju = logits[:, :-1].detach().softmax(-1), u[:, :-1]
     HJu = torch.zeros_like(logits)
-    # (diag p − ppᵀ) Ju per token
-    HJu[:, :-1] = w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True))
+    # (diag p − ppᵀ) Ju per token; pad positions set to 0, not multiplied by 0 (a NaN there would stay)
+    HJu[:, :-1] = torch.where(real[..., None] > 0, w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True)), 0)
     with torch.no_grad(): return pullback(HJu)[0]
 
 # %% ../nbs/11_corpus.ipynb #439e05cd
@@ -545,7 +588,8 @@ class CGPreconditioner:
         self.records, self.progress = [], progress
 
     def ggn(self, v:dict) -> dict:
-        "G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus, in float64."
+        """G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus: each batch's
+        product in the model's dtype, their sum in float64."""
         theta = {n: p.detach() for n, p in self.params.items()}
         tangent = {n: v[n].to(p.dtype) for n, p in theta.items()}
         total = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64,
@@ -553,17 +597,23 @@ class CGPreconditioner:
         count = 0
         rank, world = process_group()
         pad = pad_id(self.tokenizer)
-        for _, _, shard in shards(self.corpus, self.shard_size):
-            ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
-            for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
-                batch = padded_batch([ids[i] for i in b], pad, 'left', total.device)
-                total += flat_params(batch_ggn(self.model, batch, theta, tangent)).double()
+        try:
+            for _, _, shard in shards(self.corpus, self.shard_size):
+                ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
+                for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
+                    batch = padded_batch([ids[i] for i in b], pad, 'left', total.device)
+                    total += flat_params(batch_ggn(self.model, batch, theta, tangent)).double()
+            error = None
+        except Exception as e: error = e
+        _raise_together(error, total.device)           # every rank raises, none waits in the sum below
+        _same_on_every_rank(count, 'numbers of documents', total.device)
         if count == 0:
             raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
         return unflat_params(theta, all_reduce_sum(total) / count)
 
     def __call__(self, g:dict) -> dict:
-        "(G + λI)⁻¹g on the chosen parameters; g/λ on any other entry of g."
+        """(G + λI)⁻¹g on the chosen parameters (CG in float64, returned in
+        the dtype of g's entries); g/λ on any other entry of g."""
         like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
         b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
         with tqdm(desc='CG (one corpus pass each)', unit='product',
@@ -667,8 +717,16 @@ def document_task(modules:Sequence[str]):
 
 def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int=8,
                   samples:int=1, max_length:Optional[int]=None) -> dict:
-    """kronfluence's EK-FAC factors of the corpus GGN:
-    {layer: (Q_A, Q_S, Λ)}, float64, Λ averaged over documents."""
+    """kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)},
+    float64, Λ averaged over documents; under a process group, every rank raises when one fails."""
+    try: factors, error = _kronfluence_factors(model, tokenizer, docs, modules, batch_size, samples, max_length), None
+    except Exception as e: factors, error = None, e
+    _raise_together(error, model_device(model))
+    return factors
+
+def _kronfluence_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int,
+                         samples:int, max_length:Optional[int]) -> dict:
+    "The EK-FAC factors fitted by kronfluence (its own process handling: every CPU rank fits them on all of `docs`)."
     from kronfluence.analyzer import Analyzer, prepare_model
     from kronfluence.arguments import FactorArguments
     from kronfluence.utils.dataset import DataLoaderKwargs
