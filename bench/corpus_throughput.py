@@ -2,7 +2,7 @@
 bare forward + backward pass over the same batches and beside kronfluence's pairwise scores, at N and 4N documents;
 and k = 8 queries in one pass against 8 single-query passes.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/corpus_throughput.py            # ≈ 30 min on one core
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/corpus_throughput.py --n 4 --kn 4 --batch 4   # ≈ 40 min, shared 2 cores
 
 Query: a fixed random "preconditioned query" q̃ on the weights of every nn.Linear layer of the 30 blocks (210 layers,
 ≈ 106M parameters; seed 0), given in float32 like the model. Documents: N paragraphs of Python's help text cut to L
@@ -37,6 +37,8 @@ class PeakRSS:
         self.stop.set(); self.thread.join(); self.peak = max(self.peak, rss_mb()); self.added = self.peak - self.before
 
 def documents(tok, n, length):
+    "The first n of the paragraphs the parent process chose (tokenizing all of Python's help text once)."
+    if 'TP_DOCS' in os.environ: return json.loads(Path(os.environ['TP_DOCS']).read_text())[:n]
     from lds import paragraphs
     return paragraphs(tok, n, length)
 
@@ -119,8 +121,8 @@ def worker(a):
     r = dict(kronfluence=kronfluence, ours=ours, bare=bare, k_queries=k_queries)[a.worker](model, tok, docs, a)
     print('RESULT ' + json.dumps(dict(worker=a.worker, n=a.n, rep=a.rep, docs_per_s=a.n / r['seconds'], **r)), flush=True)
 
-def run(args):
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+def run(args, docs_file):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore', TP_DOCS=docs_file)
     out = subprocess.run([sys.executable, __file__] + args, env=env, capture_output=True, text=True)
     line = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
     if not line: return dict(error=(out.stderr or out.stdout)[-600:])
@@ -174,9 +176,12 @@ def main():
     base = ['--length', str(a.length), '--batch', str(a.batch)]
     configs = [(w, n) for n in (a.n, 4 * a.n) for w in ('ours', 'bare', 'kronfluence')] + [('k_queries', a.kn)]
     rows, t_start = [], time.time()
+    from ias_nb.models import load_smollm2
+    docs_file = Path(tempfile.mkdtemp()) / 'docs.json'
+    docs_file.write_text(json.dumps(documents(load_smollm2()[1], 4 * max(a.n, a.kn), a.length)))
     for rep in range(a.repeats):
         for w, n in configs[rep % len(configs):] + configs[:rep % len(configs)]:      # rotated: interleaved repeats
-            r = run(['--worker', w, '--n', str(n), '--rep', str(rep)] + base)
+            r = run(['--worker', w, '--n', str(n), '--rep', str(rep)] + base, str(docs_file))
             r.setdefault('worker', w); r.setdefault('n', n); r['rep'] = rep; rows.append(r)
             print(rep, w, n, r if 'error' in r else
                   f"{r['docs_per_s']:.2f} docs/s" + (f", +{r['peak_added_mb']:.0f} MB" if 'peak_added_mb' in r else

@@ -759,7 +759,7 @@ class EKFACPreconditioner:
     def layer(self, name:str, G:Tensor) -> Tensor:
         """Q_S [(Q_Sᵀ G Q_A) ⊘ (Λ + λ)] Q_Aᵀ for one layer's gradient G
         (out × in, bias as a last column)."""
-        QA, QS, lam = self.factors[name]
+        QA, QS, lam = (f.to(G.device) for f in self.factors[name])
         if G.shape != (QS.shape[0], QA.shape[0]):
             raise ValueError(f"{name}: gradient of shape {tuple(G.shape)}, EK-FAC factors expect "
                              f"{(QS.shape[0], QA.shape[0])} "
