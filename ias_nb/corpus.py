@@ -419,7 +419,7 @@ def _raise_together(error:Optional[Exception], device):
     if process_group()[1] > 1:
         failed = all_reduce_sum(torch.tensor([float(error is not None)], device=device)).item()
         if failed and error is None:
-            raise RuntimeError(f"{int(failed)} other rank(s) failed on this shard: see their error")
+            raise RuntimeError(f"{int(failed)} other rank(s) failed, so every rank stops: see their error")
     if error is not None: raise error
 
 def _progress(batches:list, bar, world:int):
