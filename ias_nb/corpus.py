@@ -23,19 +23,19 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_po
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
-__all__ = ['ATTRIBUTION_METHODS', 'Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind',
-           'QueryPlan', 'query_plan', 'recorded_calls', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
-           'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query',
-           'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner',
-           'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task',
-           'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update',
-           'update_shift', 'shares', 'picked', 'DocumentAttribution', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check',
-           'planted_concepts', 'planted_corpus', 'average_precision', 'max_context', 'projection_difference',
-           'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores',
-           'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores',
-           'attribution_scores']
+__all__ = ['ATTRIBUTION_METHODS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches',
+           'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'recorded_calls', 'hooked_scores',
+           'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores',
+           'sha256_texts', 'sha256_tensors', 'ShardStore', 'shard_scores', 'document_scores', 'steer_shift',
+           'readout_query', 'steer_query', 'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn',
+           'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset',
+           'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'centred',
+           'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution',
+           'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune', 'precision_at_k',
+           'hidden_cosines', 'mean_ci', 'causal_check', 'planted_concepts', 'planted_corpus', 'average_precision',
+           'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient',
+           'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores',
+           'deflated_scores', 'l1_scores', 'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -901,8 +901,9 @@ def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], ve
             with recorded_layer(find_layer(model, resolve_layer(model, layer)), store): model(**b)
             m = b['attention_mask'][..., None].to(store['h'].dtype)
             rows.append(((store['h'] * m).sum(1) / m.sum(1)).double().cpu())
-    H = torch.cat(rows)
-    return H @ s / (H.norm(dim=1) * s.norm())
+    H, S = torch.cat(rows), torch.atleast_2d(s)                                 # c × d vectors: c × N cosines
+    cos = (H @ S.T / (H.norm(dim=1, keepdim=True) * S.norm(dim=1))).T
+    return cos if s.dim() == 2 else cos[0]
 
 # %% ../nbs/11_corpus.ipynb #123177e2
 def mean_ci(x:np.ndarray, seed:int=0) -> tuple:
@@ -938,7 +939,7 @@ def causal_check(
         rows.append(dict(documents=name, k=k, cos_mean=mean, ci_low=low, ci_high=high))
     return rows
 
-# %% ../nbs/11_corpus.ipynb #253770eb
+# %% ../nbs/11_corpus.ipynb #d6e824d4
 def planted_concepts() -> dict:
     "The shipped planted concepts: name → {description, documents, positive, negative}."
     from importlib.resources import files
@@ -958,40 +959,46 @@ def average_precision(scores, relevant) -> float:
     if rel.sum() == 0: raise ValueError("no relevant document: average precision is undefined")
     return ((rel.cumsum(0) / torch.arange(1, len(rel) + 1)) * rel).sum().item() / rel.sum().item()
 
-# %% ../nbs/11_corpus.ipynb #6a991cd9
+# %% ../nbs/11_corpus.ipynb #671970a0
 def max_context(model:nn.Module) -> Optional[int]:
     "The model's context length in tokens (`config.max_position_embeddings`), or None when it does not say."
     return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
 
-# %% ../nbs/11_corpus.ipynb #56048128
+# %% ../nbs/11_corpus.ipynb #93effde1
 def _mean_projection(model:nn.Module, layer:str, batch:dict, mask:Tensor, u:Tensor) -> Tensor:
-    "Each row's hidden states at `layer` projected on the unit vector u, averaged over the tokens of `mask`."
+    "Each row's hidden states at `layer` projected on the unit vectors u (c × d), averaged over `mask`'s tokens."
     store = {}
     with recorded_layer(find_layer(model, layer), store): model(**batch)
-    h = store['h'].double().cpu() @ u; m = mask.double()
-    return (h * m).sum(1) / m.sum(1).clamp_min(1)
+    h = store['h'].double().cpu() @ u.T; m = mask.double()[..., None]        # N × T × c
+    return ((h * m).sum(1) / m.sum(1).clamp_min(1)).T                         # c × N
 
 def _continuations(generator:nn.Module, prompts:list, n_new:list, pad:int, device) -> list:
-    "Each prompt (token ids) followed by `generator`'s greedy continuation of n tokens (argmax, EOS included)."
-    rows = [list(p) for p in prompts]
+    """Each prompt (token ids) followed by `generator`'s greedy continuation of n tokens
+    (argmax at every step, EOS included; one cached forward per new token)."""
+    b = padded_batch(prompts, pad, 'left', device)
+    am, pos, past, x, new = b['attention_mask'], b['position_ids'], None, b['input_ids'], []
     for _ in range(max(n_new)):
-        nxt = last_token_logits(generator(**padded_batch(rows, pad, 'left', device))).argmax(-1).tolist()
-        rows = [r + [t] for r, t in zip(rows, nxt)]
-    return [r[:len(p) + n] for r, p, n in zip(rows, prompts, n_new)]
+        out = generator(input_ids=x, attention_mask=am, position_ids=pos, past_key_values=past, use_cache=True)
+        x, past = out.logits[:, -1].argmax(-1, keepdim=True), out.past_key_values
+        new.append(x); am = torch.cat([am, torch.ones_like(x)], 1); pos = pos[:, -1:] + 1
+    new = torch.cat(new, 1).cpu().tolist()
+    return [list(p) + g[:n] for p, g, n in zip(prompts, new, n_new)]
 
 def projection_difference(
     model:nn.Module, tokenizer, layer:str,
-    docs:Sequence[str], vector,
+    docs:Sequence[str],
+    vector,                              # d, or c × d: c vectors scored from the same continuations
     generator:Optional[nn.Module]=None,  # whose own continuations are the reference (default: `model`)
     batch_size:int=16,
     max_length:Optional[int]=None,       # truncate documents to this many tokens (default: the model's context)
-) -> Tensor: # N projection differences
+) -> Tensor: # N projection differences (c × N for c vectors)
     """Baseline (persona vectors): each document's second half projected on the unit vector at `layer`,
     minus the projection of the generator's own greedy continuation of its first half (same length)."""
     layer, generator = resolve_layer(model, layer), generator or model
-    u = torch.as_tensor(vector).double().cpu(); u = u / u.norm()
+    u = torch.as_tensor(vector).double().cpu(); one = u.dim() == 1
+    u = torch.atleast_2d(u); u = u / u.norm(dim=1, keepdim=True)
     ids = token_ids(tokenizer, docs, max_length or max_context(model)); pad = pad_id(tokenizer)
-    out, dev = torch.zeros(len(docs), dtype=torch.float64), model_device(model)
+    out, dev = torch.zeros(len(u), len(docs), dtype=torch.float64), model_device(model)
     with torch.no_grad():
         for i in range(0, len(docs), batch_size):
             rows = [x if len(x) >= 2 else x * 2 for x in ids[i:i + batch_size]]
@@ -1000,10 +1007,10 @@ def projection_difference(
             mask = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.bool)
             for j, (c, n) in enumerate(zip(cut, n_new)): mask[j, c:c + n] = True
             proj = lambda seqs: _mean_projection(model, layer, padded_batch(seqs, pad, 'right', dev), mask, u)
-            out[i:i + len(rows)] = proj(rows) - proj(own)
-    return out
+            out[:, i:i + len(rows)] = proj(rows) - proj(own)
+    return out[0] if one else out
 
-# %% ../nbs/11_corpus.ipynb #4fbf1465
+# %% ../nbs/11_corpus.ipynb #6c568970
 @dataclass
 class SketchedInfluence:
     """One pass of document scores: the sketched target shift and logit shifts,
@@ -1030,7 +1037,7 @@ def contrast_gradient(model:nn.Module, tokenizer, positive:Sequence[str], negati
     return text_loss_gradient(model, tokenizer, list(positive) + list(negative), batch_size, w,
                               select_params(model, params))
 
-# %% ../nbs/11_corpus.ipynb #58712359
+# %% ../nbs/11_corpus.ipynb #48f855b7
 def influence_queries(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str],
                       precondition:Callable, params=None, alpha:float=1.0, k:int=16,
                       positive:Sequence[str]=(), negative:Sequence[str]=(), seed:int=0,
@@ -1070,7 +1077,7 @@ def sketched_influence(
                         batch_size=batch_size, max_length=max_length, progress=progress).cpu()
     return split_scores(X[:len(queries)], St, len(positive) > 0, X[len(queries):])
 
-# %% ../nbs/11_corpus.ipynb #06744fdd
+# %% ../nbs/11_corpus.ipynb #3887d9d7
 def rho_scores(si:SketchedInfluence) -> Tensor:
     "ρ(z) = ⟨t, G_z⟩: the change of the steer's functional per unit up-weighting of z."
     return si.SG[0] * si.St[0]
@@ -1099,7 +1106,7 @@ def l1_scores(si:SketchedInfluence) -> Tensor:
     out[nu < 0] = -1 + nu[nu < 0] / nu.abs().max()
     return out
 
-# %% ../nbs/11_corpus.ipynb #74df0eab
+# %% ../nbs/11_corpus.ipynb #5d6c436c
 ATTRIBUTION_METHODS = {
     'rho': "ρ(z) = ⟨t, G_z⟩: the change of the steer's functional per unit up-weighting",
     'l1': "the ℓ1-minimal measure's positive support first, then ρ",
@@ -1111,6 +1118,8 @@ ATTRIBUTION_METHODS = {
     'projection_difference': "activation baseline (persona vectors): the text's projection on the vector "
                              "minus that of the model's own continuation",
 }
+# the method that measures best on the planted-concept benchmark (results/planted_*.json): `ias attribute`'s default
+DEFAULT_ATTRIBUTION = 'logit_norm'
 
 def attribution_scores(
     method:str,                 # a key of `ATTRIBUTION_METHODS`
