@@ -14,13 +14,13 @@ from .jacobians import find_layer
 from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
                              export_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
-                           process_group, hooked_kind)
+                           process_group, hooked_kind, ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, attribution_scores)
 
 # %% auto #0
-__all__ = ['REPORT_STYLE', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html', 'demo_experiments',
-           'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure', 'attribution_markdown',
-           'attribute', 'under_torchrun', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser',
-           'main']
+__all__ = ['REPORT_STYLE', 'DEFAULT_METHOD', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html',
+           'demo_experiments', 'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure',
+           'attribution_markdown', 'attribute', 'add_method_option', 'contrast_pairs', 'attribute_by_method',
+           'under_torchrun', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -171,15 +171,16 @@ def attribute(args) -> dict:
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
     vector = steering_vector_from(args.vector, model, tok, layer)
     params = None if args.params == 'all' else block_weights(model)
+    if args.method != 'rho': return attribute_by_method(args, model, tok, layer, vector, probes, params, n)
     r = steer_to_documents(model, tok, layer, vector, probes, str(args.corpus),
                            identity_preconditioner(args.damping), alpha=args.alpha, k=args.k, heldout=heldout,
                            batch_size=args.batch_size, params=params, out=args.out / 'scores')
     ranked = r.top(args.top)
     texts = picked(str(args.corpus), [i for i, _ in ranked])
-    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), model=args.model,
+    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), method='rho', model=args.model,
                     corpus=str(args.corpus), n_documents=n, params=args.params, damping=args.damping,
                     precondition='identity (damping-dominated limit)')
-    res = dict(top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
+    res = dict(method='rho', top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
                measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
                share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along, settings=settings)
     if process_group()[0] == 0: _write_attribution(args.out, res, r)
@@ -195,6 +196,50 @@ def _write_attribution(out:Path, res:dict, r:DocumentAttribution):
     print(r)
     print(f"written to {out}")
 
+
+# %% ../nbs/14_cli.ipynb #3db6c052
+DEFAULT_METHOD = DEFAULT_ATTRIBUTION # the best method on chapter 11's planted-concept benchmark
+
+def add_method_option(a):
+    "The `--method` option of `ias attribute`."
+    a.add_argument('--method', choices=sorted(ATTRIBUTION_METHODS), default=DEFAULT_METHOD,
+                   help=f"how documents are ranked (default {DEFAULT_METHOD}, the best on the planted-concept "
+                        "benchmark): " + '; '.join(f'{k}: {v}' for k, v in ATTRIBUTION_METHODS.items()))
+
+def contrast_pairs(spec:str) -> tuple:
+    "(positive, negative) texts of a `caa:POSITIVE_FILE,NEGATIVE_FILE` vector spec (for `--method contrast`)."
+    if not spec.startswith('caa:'):
+        raise ValueError("--method contrast needs the contrast pairs: give --vector caa:POSITIVE_FILE,NEGATIVE_FILE")
+    return tuple(map(read_lines, spec[4:].split(',')))
+
+def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int) -> dict:
+    "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
+    pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
+    scores = attribution_scores(args.method, model, tok, layer, vector, probes, str(args.corpus),
+                                identity_preconditioner(args.damping), params, *pairs, alpha=args.alpha,
+                                k=args.k, batch_size=args.batch_size).cpu()
+    top = torch.argsort(scores, descending=True)[:args.top].tolist()
+    settings = dict(command='ias ' + ' '.join(args.argv), method=args.method,
+                    method_description=ATTRIBUTION_METHODS[args.method], model=args.model, layer=layer,
+                    corpus=str(args.corpus), n_documents=n, k=args.k, alpha=args.alpha, params=args.params,
+                    damping=args.damping, precondition='identity (damping-dominated limit)')
+    res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
+                                        for i, t in zip(top, picked(str(args.corpus), top))],
+               measure=[], settings=settings)
+    if process_group()[0] == 0:
+        out = args.out; out.mkdir(parents=True, exist_ok=True)
+        (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
+        table = attribution_markdown(res['top']).replace('| ρ |', f'| {args.method} |', 1)
+        (out / 'attribution.md').write_text(f"method: {args.method} ({ATTRIBUTION_METHODS[args.method]})\n\n"
+                                            + table + '\n')
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(6, 3.2)); ax = fig.subplots()
+        ax.plot(scores.numpy(), '.', ms=3)
+        ax.set(xlabel='document', ylabel=args.method, title=f'{args.method} over {n} documents')
+        fig.tight_layout(); fig.savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
+        print(f"method: {args.method} ({ATTRIBUTION_METHODS[args.method]})")
+        print(table); print(f"written to {out}")
+    return res
 
 # %% ../nbs/14_cli.ipynb #617dabac
 def under_torchrun(argv:list, nproc:int) -> bool:
@@ -288,6 +333,7 @@ def add_attribute_command(sub):
                    help="θ: the blocks' linear layers (default) or all parameters")
     a.add_argument('--batch-size', type=int, default=8)
     a.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
+    add_method_option(a)
 
 def parser() -> argparse.ArgumentParser:
     "Argument parser of the `ias` command."
