@@ -23,16 +23,19 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_po
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
-__all__ = ['Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan',
-           'query_plan', 'recorded_calls', 'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores',
-           'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query',
-           'steer_query', 'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner',
-           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding',
-           'document_task', 'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows',
-           'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution', 'steer_to_documents',
-           'documents_to_steer', 'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci',
-           'causal_check']
+__all__ = ['ATTRIBUTION_METHODS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches',
+           'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'recorded_calls', 'hooked_scores',
+           'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores',
+           'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores',
+           'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner', 'identity_preconditioner',
+           'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded',
+           'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner',
+           'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked',
+           'DocumentAttribution', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune',
+           'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'planted_concepts', 'planted_corpus',
+           'average_precision', 'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries',
+           'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores',
+           'logit_norm_scores', 'deflated_scores', 'l1_scores', 'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -964,17 +967,21 @@ def precision_at_k(scores, relevant, k:int) -> float:
     return torch.as_tensor(relevant)[top].double().mean().item()
 
 def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], vector,
-                   batch_size:int=16) -> Tensor:
-    "Baseline: cosine of each document's mean hidden state at `layer` (padding ignored) with the vector."
+                   batch_size:int=16, max_length:Optional[int]=None) -> Tensor:
+    """Baseline: cosine of each document's mean hidden state at `layer` (padding ignored) with the vector;
+    documents truncated to `max_length` tokens (default: the model's context), as in `document_scores`."""
     rows, s = [], torch.as_tensor(vector).double().cpu()
+    ids = token_ids(tokenizer, docs, max_length or getattr(getattr(model, 'config', None),
+                                                           'max_position_embeddings', None))
     with torch.no_grad():
         for i in range(0, len(docs), batch_size):
-            b = lm_batch(tokenizer, docs[i:i + batch_size], model_device(model)); store = {}
+            b = padded_batch(ids[i:i + batch_size], pad_id(tokenizer), 'left', model_device(model)); store = {}
             with recorded_layer(find_layer(model, resolve_layer(model, layer)), store): model(**b)
             m = b['attention_mask'][..., None].to(store['h'].dtype)
             rows.append(((store['h'] * m).sum(1) / m.sum(1)).double().cpu())
-    H = torch.cat(rows)
-    return H @ s / (H.norm(dim=1) * s.norm())
+    H, S = torch.cat(rows), torch.atleast_2d(s)                                 # c × d vectors: c × N cosines
+    cos = (H @ S.T / (H.norm(dim=1, keepdim=True) * S.norm(dim=1))).T
+    return cos if s.dim() == 2 else cos[0]
 
 # %% ../nbs/11_corpus.ipynb #123177e2
 def mean_ci(x:np.ndarray, seed:int=0) -> tuple:
@@ -1009,3 +1016,212 @@ def causal_check(
         mean, low, high = mean_ci(np.mean(cos, axis=0))
         rows.append(dict(documents=name, k=k, cos_mean=mean, ci_low=low, ci_high=high))
     return rows
+
+# %% ../nbs/11_corpus.ipynb #d6e824d4
+def planted_concepts() -> dict:
+    "The shipped planted concepts: name → {description, documents, positive, negative}."
+    from importlib.resources import files
+    return json.loads((files('ias_nb') / 'data' / 'planted_concepts.json').read_text(encoding='utf-8'))
+
+def planted_corpus(concepts:dict, background:Sequence[str], seed:int=0) -> tuple:
+    "(documents, labels): every concept's documents among the background, shuffled; label '' for background."
+    docs = list(background) + [d for c in concepts.values() for d in c['documents']]
+    labels = [''] * len(background) + [k for k, c in concepts.items() for _ in c['documents']]
+    order = np.random.default_rng(seed).permutation(len(docs))
+    return [docs[i] for i in order], [labels[i] for i in order]
+
+def average_precision(scores, relevant) -> float:
+    "Average precision of the relevant documents ranked by decreasing score: mean precision@rank over the hits."
+    rel = torch.as_tensor(relevant)[torch.argsort(torch.as_tensor(scores, dtype=torch.float64),
+                                                  descending=True)].double()
+    if rel.sum() == 0: raise ValueError("no relevant document: average precision is undefined")
+    return ((rel.cumsum(0) / torch.arange(1, len(rel) + 1)) * rel).sum().item() / rel.sum().item()
+
+# %% ../nbs/11_corpus.ipynb #671970a0
+def max_context(model:nn.Module) -> Optional[int]:
+    "The model's context length in tokens (`config.max_position_embeddings`), or None when it does not say."
+    return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
+
+# %% ../nbs/11_corpus.ipynb #93effde1
+def _mean_projection(model:nn.Module, layer:str, batch:dict, mask:Tensor, u:Tensor) -> Tensor:
+    "Each row's hidden states at `layer` projected on the unit vectors u (c × d), averaged over `mask`'s tokens."
+    store = {}
+    with recorded_layer(find_layer(model, layer), store): model(**batch)
+    h = store['h'].double().cpu() @ u.T; m = mask.double()[..., None]        # N × T × c
+    return ((h * m).sum(1) / m.sum(1).clamp_min(1)).T                         # c × N
+
+def _continuations(generator:nn.Module, prompts:list, n_new:list, pad:int, device) -> list:
+    """Each prompt (token ids) followed by `generator`'s greedy continuation of n tokens
+    (argmax at every step, EOS included; one cached forward per new token)."""
+    b = padded_batch(prompts, pad, 'left', device)
+    am, pos, past, x, new = b['attention_mask'], b['position_ids'], None, b['input_ids'], []
+    for _ in range(max(n_new)):
+        out = generator(input_ids=x, attention_mask=am, position_ids=pos, past_key_values=past, use_cache=True)
+        x, past = out.logits[:, -1].argmax(-1, keepdim=True), out.past_key_values
+        new.append(x); am = torch.cat([am, torch.ones_like(x)], 1); pos = pos[:, -1:] + 1
+    new = torch.cat(new, 1).cpu().tolist()
+    return [list(p) + g[:n] for p, g, n in zip(prompts, new, n_new)]
+
+def projection_difference(
+    model:nn.Module, tokenizer, layer:str,
+    docs:Sequence[str],
+    vector,                              # d, or c × d: c vectors scored from the same continuations
+    generator:Optional[nn.Module]=None,  # whose own continuations are the reference (default: `model`)
+    batch_size:int=16,
+    max_length:Optional[int]=None,       # truncate documents to this many tokens (default: the model's context)
+) -> Tensor: # N projection differences (c × N for c vectors)
+    """Baseline (persona vectors): each document's second half projected on the unit vector at `layer`,
+    minus the projection of the generator's own greedy continuation of its first half (same length)."""
+    layer, generator = resolve_layer(model, layer), generator or model
+    u = torch.as_tensor(vector).double().cpu(); one = u.dim() == 1
+    u = torch.atleast_2d(u); u = u / u.norm(dim=1, keepdim=True)
+    ids = token_ids(tokenizer, docs, max_length or max_context(model)); pad = pad_id(tokenizer)
+    out, dev = torch.zeros(len(u), len(docs), dtype=torch.float64), model_device(model)
+    with torch.no_grad():
+        for i in range(0, len(docs), batch_size):
+            rows = [x if len(x) >= 2 else x * 2 for x in ids[i:i + batch_size]]
+            cut = [len(x) // 2 for x in rows]; n_new = [len(x) - c for x, c in zip(rows, cut)]
+            own = _continuations(generator, [x[:c] for x, c in zip(rows, cut)], n_new, pad, dev)
+            mask = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.bool)
+            for j, (c, n) in enumerate(zip(cut, n_new)): mask[j, c:c + n] = True
+            proj = lambda seqs: _mean_projection(model, layer, padded_batch(seqs, pad, 'right', dev), mask, u)
+            out[:, i:i + len(rows)] = proj(rows) - proj(own)
+    return out[0] if one else out
+
+# %% ../nbs/11_corpus.ipynb #6c568970
+@dataclass
+class SketchedInfluence:
+    """One pass of document scores: the sketched target shift and logit shifts,
+    random gradient projections and the behaviour contrast."""
+    St: Tensor                       # k: S t (row 0 of S is t/‖t‖, so St[0] = ‖t‖)
+    SG: Tensor                       # k×N: S G, each document's sketched logit shift on the probes
+    RG: Tensor                       # k'×N: R ∇ℓ(z), random projections of each document's gradient
+    contrast: Optional[Tensor] = None # N: −⟨P∇[ℓ̄(neg) − ℓ̄(pos)], ∇ℓ(z)⟩ (None without pairs)
+
+def random_queries(model:nn.Module, names:Sequence[str], k:int, seed:int=0) -> list:
+    "k Gaussian queries on the parameters `names`, entries N(0, 1/k) (so ‖R g‖² estimates ‖g‖²)."
+    named, g = dict(model.named_parameters()), torch.Generator().manual_seed(seed)
+    return [{n: torch.randn(named[n].shape, generator=g, dtype=torch.float64) / k ** 0.5 for n in names}
+            for _ in range(k)]
+
+def contrast_gradient(model:nn.Module, tokenizer, positive:Sequence[str], negative:Sequence[str],
+                      params=None, batch_size:int=16) -> dict:
+    "∇θ[ℓ̄(negative) − ℓ̄(positive)], mean losses: the direction that makes the positive texts likelier."
+    if not len(positive) or len(positive) != len(negative):
+        raise ValueError(f"contrast pairs need equal, non-zero lengths: {len(positive)} positive, "
+                         f"{len(negative)} negative texts")
+    n = len(positive)
+    w = torch.cat([torch.full((n,), -1 / n), torch.full((n,), 1 / n)]).double()
+    return text_loss_gradient(model, tokenizer, list(positive) + list(negative), batch_size, w,
+                              select_params(model, params))
+
+# %% ../nbs/11_corpus.ipynb #48f855b7
+def influence_queries(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str],
+                      precondition:Callable, params=None, alpha:float=1.0, k:int=16,
+                      positive:Sequence[str]=(), negative:Sequence[str]=(), seed:int=0,
+                      batch_size:int=8) -> tuple:
+    """(queries, S t): the k preconditioned sketch rows (P J_θᵀ S_j, row 0 along t), then the
+    behaviour contrast P∇[ℓ̄(neg) − ℓ̄(pos)] when pairs are given."""
+    _check_probes(tokenizer, probes); names = list(select_params(model, params))
+    t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
+    if t.norm() == 0:
+        raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
+    S = sketch_rows(t, k, seed)
+    queries = [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
+    if len(positive):
+        queries.append(precondition(contrast_gradient(model, tokenizer, positive, negative, names, batch_size)))
+    return queries, S @ t.double().cpu().flatten()
+
+def split_scores(X:Tensor, St:Tensor, contrast:bool, RG:Tensor) -> SketchedInfluence:
+    "A `SketchedInfluence` from the scores X (rows: `influence_queries`' queries) and the projections RG."
+    return SketchedInfluence(St, -X[:len(St)], RG, -X[len(St)] if contrast else None)
+
+def sketched_influence(
+    model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str],
+    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g
+    params=None, alpha:float=1.0,
+    k:int=16,                   # output-sketch rows
+    k_param:int=16,             # random parameter-space rows (0: none)
+    positive:Sequence[str]=(), negative:Sequence[str]=(), # contrast pairs (optional)
+    seed:int=0, batch_size:int=8, max_length:Optional[int]=None, progress:bool=True,
+) -> SketchedInfluence:
+    """Every document's sketched logit shift on the steer's probes, behaviour-contrast score
+    and random gradient projections, in one pass of `document_scores`."""
+    names = list(select_params(model, params))
+    queries, St = influence_queries(model, tokenizer, layer, vector, probes, precondition, names, alpha, k,
+                                    positive, negative, seed, batch_size)
+    X = document_scores(model, tokenizer, docs, queries + random_queries(model, names, k_param, seed),
+                        batch_size=batch_size, max_length=max_length, progress=progress).cpu()
+    return split_scores(X[:len(queries)], St, len(positive) > 0, X[len(queries):])
+
+# %% ../nbs/11_corpus.ipynb #3887d9d7
+def rho_scores(si:SketchedInfluence) -> Tensor:
+    "ρ(z) = ⟨t, G_z⟩: the change of the steer's functional per unit up-weighting of z."
+    return si.SG[0] * si.St[0]
+
+def unit_scores(si:SketchedInfluence) -> Tensor:
+    "ρ(z)/‖∇ℓ(z)‖: TrackStar-style unit document gradients (‖∇ℓ(z)‖ from the random projections)."
+    if not len(si.RG): raise ValueError("unit scores need random projections: k_param ≥ 1")
+    return rho_scores(si) / si.RG.norm(dim=0)
+
+def logit_norm_scores(si:SketchedInfluence) -> Tensor:
+    "ρ(z)/‖S G_z‖: the cosine of each document's own (sketched) logit shift on the probes with t."
+    return si.SG.T @ si.St / (si.SG.norm(dim=0) * si.St.norm())
+
+def deflated_scores(si:SketchedInfluence, r:int=1) -> Tensor:
+    """⟨P⊥ S t, S G_z⟩, P⊥ removing the r leading left singular vectors of S G:
+    ρ without the logit shift the documents share."""
+    U = torch.linalg.svd(si.SG, full_matrices=False)[0][:, :r]
+    return si.SG.T @ (si.St - U @ (U.T @ si.St))
+
+def l1_scores(si:SketchedInfluence) -> Tensor:
+    """The ℓ1-minimal measure ν (min ‖ν‖₁ s.t. S G ν = S t): its positive support first (by ν),
+    the documents outside it by ρ, the negative support last."""
+    nu, _ = steering_to_measure(si.SG, si.St, norm='l1')
+    rho = rho_scores(si); out = rho / (2 * rho.abs().max())          # in [−½, ½] outside the support
+    out[nu > 0] = 1 + nu[nu > 0] / nu.abs().max()
+    out[nu < 0] = -1 + nu[nu < 0] / nu.abs().max()
+    return out
+
+# %% ../nbs/11_corpus.ipynb #5d6c436c
+ATTRIBUTION_METHODS = {
+    'rho': "ρ(z) = ⟨t, G_z⟩: the change of the steer's functional per unit up-weighting",
+    'l1': "the ℓ1-minimal measure's positive support first, then ρ",
+    'contrast': "behaviour contrast of the pairs: −⟨P∇[ℓ̄(neg) − ℓ̄(pos)], ∇ℓ(z)⟩",
+    'unit': "ρ(z)/‖∇ℓ(z)‖: unit document gradients (TrackStar-style, random projections)",
+    'logit_norm': "ρ(z)/‖S G_z‖: cosine of the document's own logit shift on the probes with t",
+    'deflated': "ρ with the documents' leading common logit shift removed from t",
+    'cosine': "activation baseline: cosine of the document's mean hidden state with the vector",
+    'projection_difference': "activation baseline (persona vectors): the text's projection on the vector "
+                             "minus that of the model's own continuation",
+}
+# the method that measures best on the planted-concept benchmark (results/planted_*.json): `ias attribute`'s default
+DEFAULT_ATTRIBUTION = 'logit_norm'
+
+def attribution_scores(
+    method:str,                 # a key of `ATTRIBUTION_METHODS`
+    model:nn.Module, tokenizer, layer:str, vector,
+    probes:Sequence[str],       # prompts where the steer's shift t is measured (gradient methods)
+    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g (gradient methods)
+    params=None,                # θ of the gradient methods
+    positive:Sequence[str]=(), negative:Sequence[str]=(), # the contrast pairs ('contrast')
+    alpha:float=1.0, k:int=16, k_param:int=16, seed:int=0, batch_size:int=8,
+    max_length:Optional[int]=None, progress:bool=True,
+) -> Tensor: # N scores; larger: more of the steer's concept
+    "Every document's score by one attribution method or activation baseline (larger: more of the concept)."
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTRIBUTION_METHODS)}")
+    if method in ('cosine', 'projection_difference'):
+        f = hidden_cosines if method == 'cosine' else projection_difference
+        return f(model, tokenizer, layer, list(as_corpus(docs)), vector, batch_size=batch_size,
+                 max_length=max_length)
+    if method == 'contrast' and not len(positive):
+        raise ValueError("method 'contrast' needs the contrast pairs: pass positive= and negative= texts")
+    pairs = (positive, negative) if method == 'contrast' else ((), ())
+    si = sketched_influence(model, tokenizer, layer, vector, probes, docs, precondition, params, alpha,
+                            1 if method in ('rho', 'contrast') else k, k_param if method == 'unit' else 0,
+                            *pairs, seed, batch_size, max_length, progress)
+    return dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
+                deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
