@@ -269,10 +269,12 @@ def build_index(
     max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
     folder, (rank, world) = IndexFolder(out), process_group()
     manifest = index_manifest(model, tokenizer, specs, seed, dtype, max_length, shard_size, len(corpus))
-    if rank == 0: folder.start(manifest)
-    _barrier()
-    p = next(model.parameters()); mats = projections(specs, seed, p.dtype, p.device)
-    error = None
+    p, error = next(model.parameters()), None
+    if rank == 0:
+        try: folder.start(manifest)
+        except Exception as e: error = e
+    _raise_together(error, p.device)                  # every rank stops if rank 0 refused the folder
+    mats = projections(specs, seed, p.dtype, p.device)
     with torch.no_grad(), tqdm(total=len(corpus), disable=not progress or rank != 0, desc='indexing documents',
                                unit='doc') as bar:
         try:
