@@ -417,9 +417,15 @@ def _merged_top(values:Tensor, indices:Tensor, n:int) -> tuple:
     return v, indices.gather(1, j)
 
 def _faiss_top(Qp:Tensor, X:Tensor, n:int) -> tuple:
-    "faiss's exact inner-product search of the rows X for the k queries Qp: (values, local indices)."
+    """faiss's exact inner-product search of the rows X for the k queries Qp: (values, local indices);
+    float16 rows are searched as stored (an fp16 scalar-quantizer index over their bytes: no float32 copy)."""
     import faiss
-    D, I = faiss.knn(Qp.float().numpy(), X.float().numpy(), min(n, len(X)), metric=faiss.METRIC_INNER_PRODUCT)
+    if X.dtype == torch.float16:
+        ix = faiss.IndexScalarQuantizer(X.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+        ix.add_sa_codes(X.contiguous().numpy().view(np.uint8))
+        D, I = ix.search(Qp.float().numpy(), min(n, len(X)))
+    else:
+        D, I = faiss.knn(Qp.float().numpy(), X.float().numpy(), min(n, len(X)), metric=faiss.METRIC_INNER_PRODUCT)
     return torch.from_numpy(D).double(), torch.from_numpy(I)
 
 @patch
