@@ -17,10 +17,12 @@ from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_p
                            process_group, hooked_kind, ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, attribution_scores)
 
 # %% auto #0
-__all__ = ['REPORT_STYLE', 'DEFAULT_METHOD', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html',
-           'demo_experiments', 'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure',
-           'attribution_markdown', 'attribute', 'add_method_option', 'contrast_pairs', 'attribute_by_method',
-           'under_torchrun', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
+__all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'DEFAULT_METHOD', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device',
+           'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
+           'block_weights', 'attribution_figure', 'attribution_markdown', 'conv1d_transposed', 'preconditioner_from',
+           'attribution_corpus', 'attribute', 'add_method_option', 'contrast_pairs', 'attribute_by_method',
+           'under_torchrun', 'index_build', 'add_index_command', 'run_one', 'add_experiment_commands',
+           'add_attribute_command', 'parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -155,6 +157,40 @@ def attribution_markdown(rows:list) -> str:
     return '\n'.join(['| index | ρ | text |', '|---|---|---|'] + lines)
 
 
+# %% ../nbs/14_cli.ipynb #3df6e6d1
+from .corpus import cg_preconditioner, ekfac_preconditioner, conv1d_as_linear
+from .index import GradientIndex, build_index
+
+PRECONDITION_HELP = dict(identity='identity (damping-dominated limit, g/λ)',
+                         cg='exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products over the corpus',
+                         ekfac='EK-FAC (kronfluence) per linear layer, (H_EKFAC + λI)⁻¹')
+
+def conv1d_transposed(precondition, model):
+    "A preconditioner fitted on `conv1d_as_linear(model)` applied to `model`'s gradients (Conv1D weights in×out)."
+    flip_names = {n + '.weight' for n, m in model.named_modules() if hooked_kind(m) == 'conv1d'}
+    flip = lambda g: {n: (t.T if n in flip_names else t) for n, t in g.items()}
+    return lambda g: flip(precondition(flip(g)))
+
+def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch_size:int=8):
+    "The preconditioner `--precondition` names, over the parameters `params` (None: all) and the corpus `docs`."
+    if kind == 'identity': return identity_preconditioner(damping)
+    if kind == 'cg': return cg_preconditioner(model, tok, docs, damping, params=params, batch_size=batch_size)
+    names, mods = list(dict(model.named_parameters()) if params is None else params), dict(model.named_modules())
+    # params: parameter or module names; EK-FAC covers the linear layers among them but the output head
+    modules = list(dict.fromkeys(m for n in names for m in (n, n.rsplit('.', 1)[0])
+                                 if m in mods and hooked_kind(mods[m]) in ('linear', 'conv1d')
+                                 and mods[m] is not model.get_output_embeddings()))
+    if not modules: raise ValueError("--precondition ekfac needs linear layers among the parameters: use --params blocks")
+    lin = conv1d_as_linear(model)
+    return conv1d_transposed(ekfac_preconditioner(lin, tok, list(Corpus(docs)), damping, modules=modules,
+                                                  batch_size=batch_size), model)
+
+def attribution_corpus(args):
+    "The documents `ias attribute` traces to: the index of `--index`, else the `--corpus` file."
+    if args.index is not None: return GradientIndex(args.index)
+    if args.corpus is None: raise ValueError("give the documents: --corpus FILE, or --index DIR built by `ias index build`")
+    return Corpus(args.corpus)
+
 # %% ../nbs/14_cli.ipynb #ae1d20e0
 def attribute(args) -> dict:
     "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
@@ -260,6 +296,35 @@ def under_torchrun(argv:list, nproc:int) -> bool:
     return True
 
 
+# %% ../nbs/14_cli.ipynb #4f9968b4
+def index_build(args) -> GradientIndex:
+    "`ias index build`: build (or resume) the gradient index of `--corpus` for `--model` in `--out`."
+    from ias_nb.models import load_causal_lm
+    corpus = Corpus(args.corpus)
+    if len(corpus) == 0: raise ValueError(f"{args.corpus} holds no documents")
+    model, tok = load_causal_lm(args.model, device=check_device(args.device))
+    dims = None if args.dims == 'full' else int(args.dims)
+    layers = args.layers.split(',') if args.layers else [f'{block_list(model)}.*']
+    ix = build_index(model, tok, corpus, args.out, dims=dims, layers=layers, seed=args.seed, dtype=args.dtype,
+                     batch_size=args.batch_size, shard_size=args.shard_size, progress=True)
+    if process_group()[0] == 0: print(ix, f"written to {args.out}")
+    return ix
+
+def add_index_command(sub):
+    "The `index` sub-command: `ias index build`."
+    c = sub.add_parser('index', help='build a gradient index of a corpus once, then `ias attribute --index DIR`')
+    c.add_argument('action', choices=['build'])
+    c.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), a Hugging Face "
+                                                      "id or a folder written by save_pretrained")
+    c.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl ("text")')
+    c.add_argument('--dims', default='16', help="k: each layer's gradient projected to k × k; 'full': exact")
+    c.add_argument('--layers', help='comma-separated layer names or globs (default: every linear layer of the blocks)')
+    c.add_argument('--dtype', default='float16', choices=['float16', 'bfloat16', 'float32', 'float64'])
+    c.add_argument('--seed', type=int, default=0, help='seed of the projections')
+    c.add_argument('--batch-size', type=int, default=8)
+    c.add_argument('--shard-size', type=int, default=1024, help='documents per shard file')
+    c.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
+
 # %% ../nbs/14_cli.ipynb #0849b340
 def run_one(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
@@ -364,6 +429,8 @@ def main(argv=None):
         if args.command == 'demo': demo(args.out, args.seed, args.device)
         elif args.command == 'attribute':
             if not under_torchrun(argv, args.nproc): attribute(args)
+        elif args.command == 'index':
+            if not under_torchrun(argv, args.nproc): index_build(args)
         else: run_one(args)
     except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")
 
