@@ -44,10 +44,10 @@ def splits(n_probe:int, n_gamma:int, n_fit:int, n_held:int) -> dict:
                 heldout=pick(held[1:], n_held))
 
 def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:dict, n_random:int, alphas,
-        finetune:dict, command:str, t0:float):
+        finetune:dict, command:str, t0:float, solver:str='auto'):
     t1 = time.time()
     d = distill(base, tok, dtheta, layers, sets['probes'], sets['gamma_heldout'],
-                provenance=dict(base=name, tuned=str(tuned_dir)))
+                provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver)
     t_distill = time.time() - t1
     evals = []
     for layer, sv in d.vectors.items():
@@ -63,7 +63,7 @@ def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:di
     settings = dict(command=command, fine_tune=finetune, tuned=str(tuned_dir), n_params_changed=len(dtheta),
                     changed_numel=sum(t.numel() for t in dtheta.values()), layers=list(d.vectors),
                     prompts={k: len(v) for k, v in sets.items()}, alphas=list(alphas), n_random=n_random,
-                    seconds_distill=t_distill, seconds=time.time() - t0,
+                    solver=solver, seconds_distill=t_distill, seconds=time.time() - t0,
                     cli=f"ias distill --base {name if name == 'tiny-gpt2' else 'smollm2'} --tuned {tuned_dir} "
                         f"--layers {','.join(str(l) for l in layers)} --probes ias_nb/data/eval_prompts.txt --out ias-out")
     out = dict(settings=settings, rows=d.rows, choice=dict(layer=d.choice.layer, reason=d.choice.reason),
@@ -117,8 +117,8 @@ def tiny(a):
     print('fine-tune:', ft)
     dtheta = parameter_delta(base, tuned, torch.float32)
     ft['null_direction_check'] = null_direction_check(base, tok, splits(8, 8, 24, 60)['probes'])
-    run('tiny-gpt2', base, tok, tuned_dir, dtheta, tuned, [0, 1, 2, 3], splits(8, 8, 24, 60), 20,
-        (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py tiny', t0)
+    run('tiny-gpt2', base, tok, tuned_dir, dtheta, tuned, [0, 1, 2, 3], splits(8, 8, 16, 40), 8,
+        (0.0, 0.5, 1.0, 2.0, 3.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py tiny', t0)
 
 def smollm2(a):
     from peft import LoraConfig, get_peft_model
@@ -140,8 +140,9 @@ def smollm2(a):
               steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
               seconds=time.time() - t0)
     print('fine-tune:', ft)
-    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [4, 8, 14, 20], splits(4, 4, 16, 40), 6,
-        (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0)
+    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [6, 14, 22], splits(4, 4, 12, 32), 4,
+        (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
+        solver='lsqr')   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

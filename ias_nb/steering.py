@@ -632,13 +632,17 @@ def steered_agreement(
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             b = lm_batch(tokenizer, prompts[i:i + batch_size], dev); mask = b['attention_mask'].bool()
-            lt = torch.log_softmax(tuned(**b).logits.double(), -1); top = lt.argmax(-1)
-            ch = (top != base(**b).logits.argmax(-1)) & mask
+            up = lambda y: y.float() if y.dtype in (torch.float16, torch.bfloat16) else y   # ≥ float32
+            lt = torch.log_softmax(up(tuned(**b).logits), -1); top = lt.argmax(-1)
+            l0 = torch.log_softmax(up(base(**b).logits), -1)          # α = 0: the base model, once
+            ch = (top != l0.argmax(-1)) & mask
             changed[i:i + len(mask)] = ch.sum(-1).cpu().numpy()
             for k, S in stacks.items():
                 for j, s in enumerate(S):
                     for a, alpha in enumerate(alphas):
-                        with steer(base, layer, s, alpha=alpha): lq = torch.log_softmax(base(**b).logits.double(), -1)
+                        if alpha == 0: lq = l0
+                        else:
+                            with steer(base, layer, s, alpha=alpha): lq = torch.log_softmax(up(base(**b).logits), -1)
                         kl = ((lt.exp() * (lt - lq)).sum(-1) * mask).sum(-1) / mask.sum(-1)
                         out[k]['kl'][j, a, i:i + len(mask)] = kl.cpu().numpy()
                         out[k]['hit'][j, a, i:i + len(mask)] = ((lq.argmax(-1) == top) & ch).sum(-1).cpu().numpy()
