@@ -44,10 +44,11 @@ def splits(n_probe:int, n_gamma:int, n_fit:int, n_held:int) -> dict:
                 heldout=pick(held[1:], n_held))
 
 def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:dict, n_random:int, alphas,
-        finetune:dict, command:str, t0:float, solver:str='auto'):
+        finetune:dict, command:str, t0:float, solver:str='auto', heldout_gamma:bool=True):
     t1 = time.time()
     d = distill(base, tok, dtheta, layers, sets['probes'], sets['gamma_heldout'],
-                provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver)
+                provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver,
+                heldout_gamma=heldout_gamma)
     t_distill = time.time() - t1
     evals = []
     for layer, sv in d.vectors.items():
@@ -63,7 +64,7 @@ def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:di
     settings = dict(command=command, fine_tune=finetune, tuned=str(tuned_dir), n_params_changed=len(dtheta),
                     changed_numel=sum(t.numel() for t in dtheta.values()), layers=list(d.vectors),
                     prompts={k: len(v) for k, v in sets.items()}, alphas=list(alphas), n_random=n_random,
-                    solver=solver, seconds_distill=t_distill, seconds=time.time() - t0,
+                    solver=solver, heldout_gamma=heldout_gamma, seconds_distill=t_distill, seconds=time.time() - t0,
                     cli=f"ias distill --base {name if name == 'tiny-gpt2' else 'smollm2'} --tuned {tuned_dir} "
                         f"--layers {','.join(str(l) for l in layers)} --probes ias_nb/data/eval_prompts.txt --out ias-out")
     out = dict(settings=settings, rows=d.rows, choice=dict(layer=d.choice.layer, reason=d.choice.reason),
@@ -140,9 +141,9 @@ def smollm2(a):
               steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
               seconds=time.time() - t0)
     print('fine-tune:', ft)
-    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [6, 14, 22], splits(4, 4, 12, 32), 4,
-        (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
-        solver='lsqr')   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
+    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [6, 14], splits(4, 4, 8, 24), 4,
+        (0.0, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
+        solver='lsqr', heldout_gamma=False)   # sized for 2 CPU cores shared by six jobs: no second solve   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

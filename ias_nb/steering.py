@@ -569,6 +569,7 @@ def distill(
     maxiter:Optional[int]=None,               # LSQR iteration cap
     provenance:Optional[dict]=None,           # saved with every vector (e.g. base=..., tuned=...)
     progress:bool=True,
+    heldout_gamma:bool=True,                  # also solve on the held-out prompts for their γ_v (a second solve)
 ) -> Distillation:
     "The IAS vector of a fine-tune Δθ at each layer, γ_v and residual on probes and held-out prompts, the layer rule."
     from tqdm.auto import tqdm
@@ -583,10 +584,11 @@ def distill(
         row = dict(layer=layer, gamma=sv.meta['gamma'], residual=sv.meta['residual'], norm=sv.vector.norm().item(),
                    **{k: sv.meta[k] for k in ('solver', 'iterations', 'normal_residual', 'converged')})
         if heldout:
-            best = ias_vector(model, tokenizer, layer, heldout, dtheta, damping=damping, maxiter=maxiter,
-                              solver=solver, output=centred_last_token_logits)
             fit = heldout_fit(model, tokenizer, layer, heldout, dtheta, sv.vector)
-            row |= dict(gamma_heldout=best.meta['gamma'], cos_heldout=fit['cos'], residual_heldout=fit['residual'])
+            row |= dict(cos_heldout=fit['cos'], residual_heldout=fit['residual'])
+        if heldout and heldout_gamma:
+            row['gamma_heldout'] = ias_vector(model, tokenizer, layer, heldout, dtheta, damping=damping, maxiter=maxiter,
+                                              solver=solver, output=centred_last_token_logits).meta['gamma']
         sv.method = 'distill'
         sv.meta = dict(provenance or {}) | dict(probes=list(probes)) | {k: v for k, v in row.items() if k != 'layer'}
         vectors[layer] = sv; rows.append(row)
