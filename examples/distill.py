@@ -141,7 +141,7 @@ def smollm2(a):
               steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
               seconds=time.time() - t0)
     print('fine-tune:', ft)
-    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [6, 14], splits(4, 4, 8, 24), 4,
+    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [14], splits(4, 4, 6, 16), 3,
         (0.0, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
         solver='lsqr', heldout_gamma=False)   # sized for 2 CPU cores shared by six jobs: no second solve   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
 
