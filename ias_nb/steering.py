@@ -24,7 +24,9 @@ __all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute
            'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector',
            'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
            'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
-           'normal_residual', 'float32_operator', 'ias_vector']
+           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
+           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
+           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -352,14 +354,16 @@ def from_repeng(model:nn.Module, control) -> dict:
     return _block_names(model, control.directions)
 
 # %% ../nbs/10_steering.ipynb #af338446
-def export_gguf(vectors:dict, path, model_hint:str):
-    "Write {block index: vector} as a llama.cpp control vector (repeng's GGUF layout)."
+def export_gguf(vectors:dict, path, model_hint:str, provenance:Optional[dict]=None):
+    """Write {block index: vector} as a llama.cpp control vector (repeng's GGUF layout); `provenance`
+    as strings `controlvector.provenance.<key>`, which llama.cpp ignores."""
     import gguf
     if any(int(k) <= 0 for k in vectors):
         raise ValueError(f"llama.cpp control vectors need block indices ≥ 1, got {sorted(vectors)}")
     w = gguf.GGUFWriter(str(path), 'controlvector')
     w.add_string('controlvector.model_hint', model_hint)
     w.add_uint32('controlvector.layer_count', len(vectors))
+    for k, v in (provenance or {}).items(): w.add_string(f'controlvector.provenance.{k}', v if isinstance(v, str) else repr(v))
     for k, v in vectors.items():
         w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
     w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
@@ -439,6 +443,13 @@ def float32_operator(op, v:Tensor) -> tuple:
     return LinearOperator(op.shape, lambda u: op.matvec(u.to(dt)).float(),
                           lambda w: op.rmatvec(w.to(dt)).float(), torch.float32, v.device), v.float()
 
+# %% ../nbs/10_steering.ipynb #b9f6a5d2
+def rank_rtol(J:Tensor) -> float:
+    """Rank tolerance of a Jacobian computed in J's own precision: min(m, n)·eps (float32: ~1e-7·d; at most
+    1e-3, for 16-bit models), so that a direction the model cannot see (LayerNorm's all-ones) is null in
+    float32 as it is in float64."""
+    return min(min(J.shape[-2:]) * torch.finfo(J.dtype).eps, 1e-3)
+
 # %% ../nbs/10_steering.ipynb #731c31ba
 def ias_vector(
     model:nn.Module, tokenizer,
@@ -450,6 +461,7 @@ def ias_vector(
     maxiter:Optional[int]=None,# LSQR iteration cap
     solver:str='auto',         # 'dense' (JVPs, SVD), 'lsqr' (matrix-free) or 'auto' (`default_ias_solver`)
     rtol:Optional[float]=None, # converged below this relative normal residual (None: 1e-6 float64, else 1e-3)
+    output=last_token_logits,  # model output ↦ the logits s must move (e.g. `centred_last_token_logits`)
 ) -> SteeringVector:
     """One steering vector s* = argmin Σ_x ‖J_h(x)s − J_θ(x)Δθ‖² + μ‖s‖² over a probe batch,
     with γ_v, residual and the solve's convergence."""
@@ -457,10 +469,12 @@ def ias_vector(
         raise ValueError(f"solver must be 'auto', 'dense' or 'lsqr', got {solver!r}")
     layer = resolve_layer(model, layer)
     cut = LayerJacobians(model, layer, lm_batch(tokenizer, probes, model_device(model)),
-                         output=last_token_logits, params=list(dtheta))
+                         output=output, params=list(dtheta))
     op, v = float32_operator(cut.J_h(), cut.logit_shift(dtheta))
     if solver == 'auto': solver = default_ias_solver(*op.shape)
-    r = ias(cut.dense('J_h').to(v.dtype) if solver == 'dense' else op, v, damping=damping, maxiter=maxiter)
+    J = cut.dense('J_h') if solver == 'dense' else None   # in the model's precision: its rank tolerance
+    r = (ias(J.to(v.dtype), v, damping=damping, rtol=rank_rtol(J)) if solver == 'dense'
+         else ias(op, v, damping=damping, maxiter=maxiter))
     s = r.delta_h.reshape(-1).detach().to(v.dtype)
     iters = r.record.iters if r.record is not None else 0
     nres = normal_residual(op, s, v, damping)
@@ -476,3 +490,245 @@ def ias_vector(
                 damping=damping,
                 solver=solver, iterations=iters, normal_residual=nres, converged=converged)
     return SteeringVector(s, model_name(model), layer, 'ias', meta=meta)
+
+# %% ../nbs/10_steering.ipynb #b021e73a
+def architecture_mismatch(a:dict, b:dict) -> list:
+    "The parameters two checkpoints do not share: names in one only, and names whose shapes differ."
+    only = [f"{n} (only in {'base' if n in a else 'tuned'})" for n in sorted(set(a) ^ set(b))]
+    return only + [f"{n}: {tuple(a[n].shape)} vs {tuple(b[n].shape)}" for n in a if n in b and a[n].shape != b[n].shape]
+
+# %% ../nbs/10_steering.ipynb #987247f0
+def parameter_delta(
+    base:nn.Module, tuned:nn.Module,
+    dtype=torch.float32,         # precision of the difference: torch.float32 or torch.float64
+) -> dict: # Δθ = θ_tuned − θ_base, name → tensor, only the parameters that differ
+    "Δθ of a fine-tune from two checkpoints of one architecture (only the parameters that differ)."
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    pb, pt = dict(base.named_parameters()), dict(tuned.named_parameters())
+    bad = architecture_mismatch(pb, pt)
+    if bad:
+        raise ValueError(f"base ({model_name(base)}) and tuned ({model_name(tuned)}) are not one architecture; "
+                         f"{len(bad)} parameters differ: " + "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""))
+    with torch.no_grad():
+        out = {n: pt[n].detach().to(p.device, dtype) - p.detach().to(dtype) for n, p in pb.items()
+               if not torch.equal(pt[n].detach().to(p.device), p.detach())}
+    if not out: raise ValueError("the two checkpoints are identical: no parameter differs")
+    return out
+
+# %% ../nbs/10_steering.ipynb #56a918e5
+def lora_delta(
+    base:nn.Module,
+    adapter,                     # folder of a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
+    dtype=torch.float32,         # precision of the merge and of the difference
+) -> dict: # Δθ, name → tensor (the base's parameter names), only the merged parameters
+    "Δθ of a PEFT LoRA adapter: the base merged with it by peft (`merge_and_unload`), minus the base."
+    import copy
+    from peft import PeftConfig, PeftModel  # lazily: only this function needs peft
+    cfg = PeftConfig.from_pretrained(str(adapter))
+    merged = copy.deepcopy(base).to(dtype)
+    try: merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"adapter {adapter} does not fit this base model ({model_name(base)}); it was trained on "
+                         f"{cfg.base_model_name_or_path!r}. peft says: {str(e).strip()[:400]}") from None
+    return parameter_delta(base, merged, dtype)
+
+# %% ../nbs/10_steering.ipynb #e94a5c68
+def centred_last_token_logits(out) -> Tensor:
+    "Last-position logits less their mean over the vocabulary (the shift the softmax ignores)."
+    y = last_token_logits(out)
+    return y - y.mean(-1, keepdim=True)
+
+# %% ../nbs/10_steering.ipynb #1db9ec4b
+def heldout_fit(model:nn.Module, tokenizer, layer, prompts:Sequence[str], dtheta:dict, s:Tensor,
+                output=centred_last_token_logits) -> dict:
+    "How much of Δθ's first-order shift on `prompts` the edit s reproduces: cosine and relative residual of J_h s."
+    cut = LayerJacobians(model, resolve_layer(model, layer), lm_batch(tokenizer, prompts, model_device(model)),
+                         output=output, params=list(dtheta))
+    v = cut.logit_shift(dtheta); fit = cut.J_h().matvec(s.to(v))
+    return dict(cos=(fit @ v / (fit.norm() * v.norm()).clamp_min(1e-30)).item(),
+                residual=((v - fit).norm() / v.norm()).item())
+
+# %% ../nbs/10_steering.ipynb #e6ff1bc5
+@dataclass
+class Distillation:
+    "A fine-tune distilled into one steering vector per layer, with how much of it each carries."
+    vectors: dict           # layer name → SteeringVector (method 'distill', provenance in meta)
+    rows: list              # per layer: γ_v and residual on probes and held-out prompts, the solve's record
+    choice: LayerChoice     # the layer rule on the probes' γ_v
+
+# %% ../nbs/10_steering.ipynb #e3af7883
+def distill(
+    model:nn.Module, tokenizer,               # the base model
+    dtheta:dict,                              # Δθ of the fine-tune (`parameter_delta`, `lora_delta`)
+    layers,                                   # one layer or a list (names, block indices or depths), shallow to deep
+    probes:Sequence[str],                     # prompts the vectors are fitted on
+    heldout:Sequence[str]=(),                 # prompts they are measured on (none: skip)
+    solver:str='auto',                        # 'dense', 'lsqr' or 'auto', as `ias_vector`
+    damping:float=0.0,                        # ridge μ of the solve
+    maxiter:Optional[int]=None,               # LSQR iteration cap
+    provenance:Optional[dict]=None,           # saved with every vector (e.g. base=..., tuned=...)
+    progress:bool=True,
+    heldout_gamma:bool=True,                  # also solve on the held-out prompts for their γ_v (a second solve)
+) -> Distillation:
+    "The IAS vector of a fine-tune Δθ at each layer, γ_v and residual on probes and held-out prompts, the layer rule."
+    from tqdm.auto import tqdm
+    from ias_nb.alignment import choose_layer
+    layers = [layers] if isinstance(layers, (str, int, float)) else list(layers)
+    if not probes: raise ValueError("no probe prompts: give the prompts the vector is fitted on")
+    if not dtheta: raise ValueError("Δθ is empty: nothing was fine-tuned")
+    vectors, rows = {}, []
+    for layer in tqdm([resolve_layer(model, l) for l in layers], desc='distill', disable=not progress):
+        sv = ias_vector(model, tokenizer, layer, probes, dtheta, damping=damping, maxiter=maxiter, solver=solver,
+                        output=centred_last_token_logits)
+        row = dict(layer=layer, gamma=sv.meta['gamma'], residual=sv.meta['residual'], norm=sv.vector.norm().item(),
+                   **{k: sv.meta[k] for k in ('solver', 'iterations', 'normal_residual', 'converged')})
+        if heldout:
+            fit = heldout_fit(model, tokenizer, layer, heldout, dtheta, sv.vector)
+            row |= dict(cos_heldout=fit['cos'], residual_heldout=fit['residual'])
+        if heldout and heldout_gamma:
+            row['gamma_heldout'] = ias_vector(model, tokenizer, layer, heldout, dtheta, damping=damping, maxiter=maxiter,
+                                              solver=solver, output=centred_last_token_logits).meta['gamma']
+        sv.method = 'distill'
+        sv.meta = dict(provenance or {}) | dict(probes=list(probes)) | {k: v for k, v in row.items() if k != 'layer'}
+        vectors[layer] = sv; rows.append(row)
+    choice = choose_layer([dict(layer=r['layer'], gamma_median=r['gamma']) for r in rows])
+    return Distillation(vectors, rows, choice)
+
+# %% ../nbs/10_steering.ipynb #76c92432
+@patch
+def save(self:Distillation, out, model:nn.Module) -> list: # the files written
+    """Write each layer's vector as a `SteeringVector` (safetensors) and a llama.cpp control vector (GGUF,
+    blocks ≥ 1), provenance in both, and the table as JSON."""
+    import json
+    from pathlib import Path
+    out = Path(out); out.mkdir(parents=True, exist_ok=True); files = []
+    for layer, sv in self.vectors.items():
+        stem = out / f"distill_{layer.replace('.', '_')}"
+        sv.save(stem.with_suffix('.safetensors')); files.append(stem.with_suffix('.safetensors'))
+        try: i = block_index(model, layer)
+        except ValueError: continue
+        if i >= 1:
+            export_gguf({i: sv.vector}, stem.with_suffix('.gguf'), model_hint=getattr(model.config, 'model_type', ''),
+                        provenance=dict(layer=layer, method=sv.method, **sv.meta))
+            files.append(stem.with_suffix('.gguf'))
+    table = dict(rows=self.rows, choice=dict(layer=self.choice.layer, reason=self.choice.reason))
+    (out / 'distill.json').write_text(json.dumps(table, indent=1)); files.append(out / 'distill.json')
+    return files
+
+# %% ../nbs/10_steering.ipynb #e402257e
+def steered_agreement(
+    base:nn.Module, tuned:nn.Module, tokenizer,
+    layer,                     # where the vectors are added (every position)
+    vectors:dict,              # name → s (d), or a k×d stack (k vectors, e.g. random controls)
+    prompts:Sequence[str],
+    alphas:Sequence[float],    # strengths; 0 is the base model
+    batch_size:int=16,
+) -> dict: # name → dict(kl=(k,A,n) mean KL(p_tuned‖p_steered) per prompt, hit=(k,A,n) changed tokens reproduced), changed=(n,)
+    "Per prompt: mean KL from the fine-tuned model's next-token distributions to the steered base's, and hits."
+    layer = resolve_layer(base, layer); dev = model_device(base)
+    stacks = {k: torch.as_tensor(v).reshape(-1, torch.as_tensor(v).shape[-1]) for k, v in vectors.items()}
+    out = {k: dict(kl=np.zeros((len(v), len(alphas), len(prompts))), hit=np.zeros((len(v), len(alphas), len(prompts))))
+           for k, v in stacks.items()}
+    changed = np.zeros(len(prompts))
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            b = lm_batch(tokenizer, prompts[i:i + batch_size], dev); mask = b['attention_mask'].bool()
+            up = lambda y: y.float() if y.dtype in (torch.float16, torch.bfloat16) else y   # ≥ float32
+            lt = torch.log_softmax(up(tuned(**b).logits), -1); top = lt.argmax(-1)
+            l0 = torch.log_softmax(up(base(**b).logits), -1)          # α = 0: the base model, once
+            ch = (top != l0.argmax(-1)) & mask
+            changed[i:i + len(mask)] = ch.sum(-1).cpu().numpy()
+            for k, S in stacks.items():
+                for j, s in enumerate(S):
+                    for a, alpha in enumerate(alphas):
+                        if alpha == 0: lq = l0
+                        else:
+                            with steer(base, layer, s, alpha=alpha): lq = torch.log_softmax(up(base(**b).logits), -1)
+                        kl = ((lt.exp() * (lt - lq)).sum(-1) * mask).sum(-1) / mask.sum(-1)
+                        out[k]['kl'][j, a, i:i + len(mask)] = kl.cpu().numpy()
+                        out[k]['hit'][j, a, i:i + len(mask)] = ((lq.argmax(-1) == top) & ch).sum(-1).cpu().numpy()
+    return out | dict(changed=changed)
+
+# %% ../nbs/10_steering.ipynb #e26dfd19
+def bootstrap_interval(stat, *arrays, n_boot:int=2000, level:float=0.95, seed:int=0) -> tuple:
+    """Percentile bootstrap interval of `stat` over prompts: arrays (n,) resampled together; `stat` maps
+    (n_boot, n) arrays to n_boot values."""
+    n = len(arrays[0]); idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    boots = stat(*(np.asarray(x)[idx] for x in arrays))          # every resample at once: n_boot values
+    return tuple(np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]).tolist())
+
+# %% ../nbs/10_steering.ipynb #6269f82b
+def _method_summary(fit:dict, held:dict, changed:np.ndarray, base_kl:np.ndarray, alphas) -> dict:
+    """Per vector of one method: α chosen on the probes (least mean KL), then on the held-out prompts the mean KL,
+    its ratio to the base model's, and the share of changed greedy tokens reproduced."""
+    best = fit['kl'].mean(-1).argmin(-1); k = np.arange(len(best))
+    kl, hit = held['kl'][k, best], held['hit'][k, best]
+    return dict(alpha=np.asarray(alphas)[best], kl=kl.mean(-1), ratio=kl.mean(-1) / base_kl.mean(),
+                share=hit.sum(-1) / max(changed.sum(), 1), kl_per_prompt=kl, hit_per_prompt=hit)
+
+# %% ../nbs/10_steering.ipynb #06b4b92c
+def evaluate_distillation(
+    base:nn.Module, tuned:nn.Module, tokenizer,
+    layer,                                   # where s is added
+    s:Tensor,                                # the distilled vector
+    probes:Sequence[str],                    # fit split: each method's α is chosen here
+    heldout:Sequence[str],                   # evaluation split
+    alphas:Sequence[float]=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
+    n_random:int=20,                         # equal-norm random vectors
+    seed:int=0,
+    batch_size:int=16,
+) -> dict: # summary rows (one per method), α curves, per-prompt arrays
+    """KL(p_tuned ‖ p_base+αs) against KL(p_tuned ‖ p_base) and the share of the fine-tune's changed greedy tokens
+    reproduced, on held-out prompts, for s, the mean activation difference and equal-norm random vectors."""
+    from ias_nb.spectral import random_directions
+    alphas = [float(a) for a in alphas]
+    if 0.0 not in alphas: alphas = [0.0] + alphas
+    layer = resolve_layer(base, layer); s = s.detach().to(model_device(base), next(base.parameters()).dtype)
+    mean_diff = (layer_activations(tuned, tokenizer, layer, probes)
+                 - layer_activations(base, tokenizer, layer, probes)).mean(0).to(s)
+    vecs = dict(ias=s, mean_diff=mean_diff, random=random_directions(n_random, s.cpu(), seed).to(s))
+    fit = steered_agreement(base, tuned, tokenizer, layer, vecs, probes, alphas, batch_size)
+    held = steered_agreement(base, tuned, tokenizer, layer, vecs, heldout, alphas, batch_size)
+    changed, base_kl = held['changed'], held['ias']['kl'][0, alphas.index(0.0)]
+    per = {k: _method_summary(fit[k], held[k], changed, base_kl, alphas) for k in vecs}
+    ratio = lambda kl, b: kl.mean(-1) / b.mean(-1)
+    share = lambda h, c: h.sum(-1) / np.maximum(c.sum(-1), 1)
+    rows = []
+    for k in ('ias', 'mean_diff'):
+        p = per[k]; kl, hit = p['kl_per_prompt'][0], p['hit_per_prompt'][0]
+        rows.append(dict(method=k, alpha=float(p['alpha'][0]), norm=vecs[k].norm().item(),
+                         kl=float(p['kl'][0]), kl_ratio=float(p['ratio'][0]),
+                         kl_ratio_ci=bootstrap_interval(ratio, kl, base_kl, seed=seed),
+                         share=float(p['share'][0]), share_ci=bootstrap_interval(share, hit, changed, seed=seed)))
+    r = per['random']
+    rows.append(dict(method=f'random ×{n_random} (mean; best)', alpha=float(np.median(r['alpha'])),
+                     norm=s.norm().item(), kl=float(r['kl'].mean()), kl_ratio=float(r['ratio'].mean()),
+                     kl_ratio_ci=(float(r['ratio'].min()), float(r['ratio'].max())),
+                     share=float(r['share'].mean()), share_ci=(float(r['share'].min()), float(r['share'].max()))))
+    diff = per['ias']['kl_per_prompt'][0] - per['mean_diff']['kl_per_prompt'][0]
+    curves = {k: dict(ratio=(held[k]['kl'].mean(-1) / base_kl.mean()).tolist(),
+                      share=(held[k]['hit'].sum(-1) / max(changed.sum(), 1)).tolist()) for k in vecs}
+    return dict(layer=layer, alphas=alphas, rows=rows, base_kl=float(base_kl.mean()),
+                base_kl_ci=bootstrap_interval(lambda x: x.mean(-1), base_kl, seed=seed),
+                changed_tokens=int(changed.sum()), n_probes=len(probes), n_heldout=len(heldout),
+                ias_minus_mean_diff_kl=float(diff.mean()),
+                ias_minus_mean_diff_kl_ci=bootstrap_interval(lambda x: x.mean(-1), diff, seed=seed),
+                ias_beats_every_random=bool(per['ias']['kl'][0] < r['kl'].min()), curves=curves)
+
+# %% ../nbs/10_steering.ipynb #6a5fe237
+def plot_distillation(ev:dict, title:str=''):
+    "KL to the fine-tune (relative to the base model's) and changed tokens reproduced, against α, per method."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4)); a = ev['alphas']
+    for key, ax in (('ratio', axes[0]), ('share', axes[1])):
+        for curve in ev['curves']['random'][key]: ax.plot(a, curve, c='0.75', lw=0.7)
+        ax.plot([], [], c='0.75', lw=0.7, label='random (equal norm)')
+        ax.plot(a, ev['curves']['ias'][key][0], 'o-', label='distilled (IAS)')
+        ax.plot(a, ev['curves']['mean_diff'][key][0], 's--', label='mean activation difference')
+        ax.set_xlabel('α')
+    axes[0].axhline(1, c='k', lw=0.6, ls=':')
+    axes[0].set(ylabel='KL(tuned ‖ steered) / KL(tuned ‖ base)', yscale='log')
+    axes[1].set(ylabel="share of the fine-tune's changed tokens", ylim=(0, 1))
+    axes[0].legend(fontsize=7); fig.suptitle(title or ev['layer'], fontsize=10); fig.tight_layout()
+    return fig

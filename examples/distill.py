@@ -1,0 +1,160 @@
+"""From a fine-tune to a steering vector: distil it at several layers and measure, on held-out prompts, how much of
+its effect on next-token distributions one tied steer carries — beside the mean activation difference and
+equal-norm random vectors.
+
+    OMP_NUM_THREADS=1 python examples/distill.py tiny      # tiny GPT-2, full fine-tune on ias_nb/data/contrast_neutral.txt
+    OMP_NUM_THREADS=1 python examples/distill.py smollm2   # SmolLM2-135M + a rank-4 LoRA trained on examples/data/cheerful.txt
+
+Writes results/distill_<name>.json and one figure per layer, results/distill_<name>_<layer>.png. The fine-tuned
+model (tiny) or adapter (smollm2) is kept under ias_nb's cache, so `ias distill --base ... --tuned <that folder>`
+reproduces the vectors (the command is printed). Prompts: the shipped evaluation prompts (20 subjects × 10 stems),
+split by subject — subjects 0–9 fit (probes of the solve, choice of α), subjects 10–19 are held out.
+"""
+import argparse, copy, json, time
+from pathlib import Path
+import torch
+from ias_nb.steering import (parameter_delta, lora_delta, distill, evaluate_distillation, plot_distillation,
+                             text_loss_gradient, lm_batch, model_device)
+from ias_nb.experiments import prompt_set
+from ias_nb.alignment import text_losses
+from ias_nb.models import load_tiny_gpt2, load_smollm2, cache_dir
+
+CHEERFUL = Path(__file__).parent / 'data' / 'cheerful.txt'
+
+def mean_loss(model, tok, texts) -> float:
+    "Mean over texts of each text's mean next-token loss."
+    with torch.no_grad(): return text_losses(model, lm_batch(tok, texts, model_device(model))).mean().item()
+
+def fine_tune(model, tok, texts, steps:int, lr:float, batch:int=8, seed:int=0):
+    "AdamW on the mean next-token loss of random batches of `texts` (every trainable parameter)."
+    torch.manual_seed(seed); g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(texts), (batch,), generator=g).tolist()
+        loss = text_losses(model, lm_batch(tok, [texts[i] for i in idx])).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    return model.eval()
+
+def splits(n_probe:int, n_gamma:int, n_fit:int, n_held:int) -> dict:
+    "Prompt splits by subject: the solve's probes and α choice from subjects 0–9, held-out sets from 10–19."
+    lines = prompt_set('eval_prompts'); fit, held = lines[:100], lines[100:]
+    pick = lambda xs, k: xs[::len(xs) // k][:k]
+    return dict(probes=pick(fit, n_probe), gamma_heldout=pick(held, n_gamma), alpha_fit=pick(fit[1:], n_fit),
+                heldout=pick(held[1:], n_held))
+
+def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:dict, n_random:int, alphas,
+        finetune:dict, command:str, t0:float, solver:str='auto', heldout_gamma:bool=True):
+    t1 = time.time()
+    d = distill(base, tok, dtheta, layers, sets['probes'], sets['gamma_heldout'],
+                provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver,
+                heldout_gamma=heldout_gamma)
+    t_distill = time.time() - t1
+    evals = []
+    for layer, sv in d.vectors.items():
+        ev = evaluate_distillation(base, tuned, tok, layer, sv.vector, sets['alpha_fit'], sets['heldout'],
+                                   alphas=alphas, n_random=n_random)
+        evals.append(ev)
+        fig = plot_distillation(ev, f"{name}: {layer} (γ_v {sv.meta['gamma']:.2f})")
+        fig.savefig(f"results/distill_{name}_{layer.replace('.', '_')}.png", dpi=110)
+        print(layer, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.rows[len(evals) - 1].items()})
+        for r in ev['rows']: print('   ', r['method'], f"α {r['alpha']}", f"KL ratio {r['kl_ratio']:.3f}",
+                                   [round(x, 3) for x in r['kl_ratio_ci']], f"share {r['share']:.3f}",
+                                   [round(x, 3) for x in r['share_ci']])
+    settings = dict(command=command, fine_tune=finetune, tuned=str(tuned_dir), n_params_changed=len(dtheta),
+                    changed_numel=sum(t.numel() for t in dtheta.values()), layers=list(d.vectors),
+                    prompts={k: len(v) for k, v in sets.items()}, alphas=list(alphas), n_random=n_random,
+                    solver=solver, heldout_gamma=heldout_gamma, seconds_distill=t_distill, seconds=time.time() - t0,
+                    cli=f"ias distill --base {name if name == 'tiny-gpt2' else 'smollm2'} --tuned {tuned_dir} "
+                        f"--layers {','.join(str(l) for l in layers)} --probes ias_nb/data/eval_prompts.txt --out ias-out")
+    out = dict(settings=settings, rows=d.rows, choice=dict(layer=d.choice.layer, reason=d.choice.reason),
+               evaluation=evals, probes=sets['probes'])
+    Path(f'results/distill_{name}.json').write_text(json.dumps(out, indent=1))
+    print('layer rule:', d.choice.reason); print(settings)
+
+def null_direction_check(base, tok, probes) -> dict:
+    """A fine-tune that is exactly a steer (a bias δ after block 2 of the tiny GPT-2, float32): the distilled
+    vector against δ less its all-ones component, dense with float64's and with float32's rank tolerance, and LSQR."""
+    from torch import nn
+    from ias_nb.duality import ias
+    from ias_nb.jacobians import LayerJacobians
+    from ias_nb.steering import ias_vector, rank_rtol, centred_last_token_logits
+    class BiasAfter(nn.Module):
+        def __init__(self, block, d): super().__init__(); self.block, self.delta = block, nn.Parameter(torch.zeros(d))
+        def forward(self, *args, **kw):
+            out = self.block(*args, **kw)
+            return (out[0] + self.delta,) + tuple(out[1:]) if isinstance(out, tuple) else out + self.delta
+    m = copy.deepcopy(base); m.transformer.h[2] = BiasAfter(m.transformer.h[2], m.config.n_embd)
+    delta = torch.randn(m.config.n_embd, generator=torch.Generator().manual_seed(0))
+    visible = delta.double() - delta.double().mean()
+    cut = LayerJacobians(m, 'transformer.h.2', lm_batch(tok, probes), output=centred_last_token_logits,
+                         params=['transformer.h.2.delta'])
+    J, v = cut.dense('J_h'), cut.logit_shift({'transformer.h.2.delta': delta})
+    lsqr = ias_vector(m, tok, 'transformer.h.2', probes, {'transformer.h.2.delta': delta}, solver='lsqr',
+                      output=centred_last_token_logits).vector
+    out = {}
+    for key, s in (('dense, float64 tolerance', ias(J, v).delta_h), ('dense, rank_rtol', ias(J, v, rtol=rank_rtol(J)).delta_h),
+                   ('lsqr', lsqr)):
+        s = s.double()
+        out[key] = dict(one_minus_cos=1 - (s @ visible / (s.norm() * visible.norm())).item(), mean=s.mean().item(),
+                        rel_err=((s - visible).norm() / visible.norm()).item())
+    print('null direction check:', out)
+    return out
+
+def tiny(a):
+    t0 = time.time()
+    base, tok = load_tiny_gpt2(progress=False)
+    texts = prompt_set('contrast_neutral')
+    tuned_dir = cache_dir() / f'distill-tiny-gpt2-neutral-steps{a.steps}-lr{a.lr}'
+    before = mean_loss(base, tok, texts)
+    if (tuned_dir / 'model.safetensors').exists():
+        tuned = type(base).from_pretrained(tuned_dir).eval()
+    else:
+        tuned = fine_tune(copy.deepcopy(base), tok, texts, a.steps, a.lr)
+        tuned.save_pretrained(tuned_dir); tok.save_pretrained(tuned_dir)
+    ft = dict(kind='full fine-tune (AdamW, every parameter)', texts='ias_nb/data/contrast_neutral.txt (50)',
+              steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
+              seconds=time.time() - t0)
+    print('fine-tune:', ft)
+    dtheta = parameter_delta(base, tuned, torch.float32)
+    ft['null_direction_check'] = null_direction_check(base, tok, splits(8, 8, 24, 60)['probes'])
+    run('tiny-gpt2', base, tok, tuned_dir, dtheta, tuned, [0, 1, 2, 3], splits(8, 8, 16, 40), 8,
+        (0.0, 0.5, 1.0, 2.0, 3.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py tiny', t0)
+
+def smollm2(a):
+    from peft import LoraConfig, get_peft_model
+    t0 = time.time()
+    base, tok = load_smollm2()
+    texts = CHEERFUL.read_text().splitlines()
+    tuned_dir = cache_dir() / f'distill-smollm2-cheerful-lora-steps{a.steps}-lr{a.lr}'
+    before = mean_loss(base, tok, texts)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=['q_proj', 'v_proj'], layers_to_transform=list(range(8, 14)))
+    if not (tuned_dir / 'adapter_model.safetensors').exists():
+        pm = get_peft_model(copy.deepcopy(base), cfg)
+        fine_tune(pm, tok, texts, a.steps, a.lr).save_pretrained(tuned_dir)
+    dtheta = lora_delta(base, tuned_dir, torch.float32)
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        for n, p in tuned.named_parameters():
+            if n in dtheta: p.add_(dtheta[n])
+    ft = dict(kind='LoRA r=4, α=8 on q_proj, v_proj of blocks 8–13 (peft)', texts='examples/data/cheerful.txt (40)',
+              steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
+              seconds=time.time() - t0)
+    print('fine-tune:', ft)
+    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [14], splits(4, 4, 6, 16), 3,
+        (0.0, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
+        solver='lsqr', heldout_gamma=False)   # sized for 2 CPU cores shared by six jobs: no second solve   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('model', choices=['tiny', 'smollm2'])
+    p.add_argument('--steps', type=int, default=None); p.add_argument('--lr', type=float, default=None)
+    a = p.parse_args()
+    torch.manual_seed(0); Path('results').mkdir(exist_ok=True)
+    if a.model == 'tiny':
+        a.steps, a.lr = a.steps or 60, a.lr or 3e-4; tiny(a)
+    else:
+        a.steps, a.lr = a.steps or 40, a.lr or 1e-3; smollm2(a)
+
+if __name__ == '__main__':
+    main()
