@@ -21,7 +21,8 @@ __all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'DEFAULT_METHOD', 'EXPERIMENT_HE
            'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
            'block_weights', 'attribution_figure', 'attribution_markdown', 'conv1d_transposed', 'preconditioner_from',
            'attribution_corpus', 'attribute', 'add_method_option', 'contrast_pairs', 'attribute_by_method',
-           'under_torchrun', 'index_build', 'add_index_command', 'run_one', 'add_experiment_commands',
+           'under_torchrun', 'tuned_delta', 'distill_layers', 'distill_markdown', 'distill_command',
+           'add_distill_command', 'index_build', 'add_index_command', 'run_one', 'add_experiment_commands',
            'add_attribute_command', 'parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
@@ -295,6 +296,92 @@ def under_torchrun(argv:list, nproc:int) -> bool:
     if rc: raise SystemExit(rc)
     return True
 
+
+# %% ../nbs/14_cli.ipynb #2d1d880c
+def tuned_delta(base, spec:str, dtype=torch.float32) -> tuple: # (Δθ, the tuned model)
+    "Δθ and the fine-tuned model from a LoRA adapter folder (merged by peft) or a checkpoint (name or folder)."
+    import copy
+    from ias_nb.steering import lora_delta, parameter_delta
+    from ias_nb.models import load_causal_lm
+    if (Path(spec) / 'adapter_config.json').is_file():
+        dtheta = lora_delta(base, spec, dtype)
+        tuned = copy.deepcopy(base).to(dtype)
+        with torch.no_grad():
+            for n, p in tuned.named_parameters():
+                if n in dtheta: p.add_(dtheta[n].to(p))
+        return dtheta, tuned
+    tuned = load_causal_lm(spec)[0].to(dtype)
+    return parameter_delta(base, tuned, dtype), tuned
+
+# %% ../nbs/14_cli.ipynb #109bb586
+def distill_layers(model, layer:str=None, layers:str=None) -> list:
+    "The layers of `--layer L` or `--layers auto|L1,L2,...` (auto: five blocks evenly over the depth)."
+    if (layer is None) == (layers is None): raise ValueError("give one of --layer L or --layers auto|L1,L2,...")
+    if layer is not None: return [resolve_layer(model, layer)]
+    if layers != 'auto': return [resolve_layer(model, l) for l in layers.split(',')]
+    n = len(find_layer(model, block_list(model)))
+    return list(dict.fromkeys(resolve_layer(model, round(i * (n - 1) / 4)) for i in range(5)))
+
+# %% ../nbs/14_cli.ipynb #ede5fbb9
+def distill_markdown(rows:list, evals:list, reason:str) -> str:
+    "The distillation as a markdown table: per layer, γ_v and residuals, then KL ratio and token share per method."
+    lines = ["| layer | γ_v probes | γ_v held-out | cos held-out | method | α | KL / KL(base) [95% CI] | changed tokens reproduced [95% CI] |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r, ev in zip(rows, evals):
+        for i, m in enumerate(ev['rows']):
+            head = (f"| {r['layer']} | {r['gamma']:.3f} | {r.get('gamma_heldout', float('nan')):.3f} | "
+                    f"{r.get('cos_heldout', float('nan')):.3f} " if i == 0 else "| | | | ")
+            lines.append(head + f"| {m['method']} | {m['alpha']:g} | {m['kl_ratio']:.3f} [{m['kl_ratio_ci'][0]:.3f}, "
+                         f"{m['kl_ratio_ci'][1]:.3f}] | {m['share']:.3f} [{m['share_ci'][0]:.3f}, {m['share_ci'][1]:.3f}] |")
+    return "\n".join(lines) + f"\n\nLayer rule: {reason}\n"
+
+# %% ../nbs/14_cli.ipynb #b4c9296d
+def distill_command(args) -> dict:
+    "`ias distill`: Δθ of a fine-tune, its steering vector at each layer, the evaluation; written to `args.out`."
+    from ias_nb.models import load_causal_lm
+    from ias_nb.steering import distill, evaluate_distillation, plot_distillation
+    dtype = dict(float32=torch.float32, float64=torch.float64)[args.dtype]
+    lines = read_lines(args.probes)
+    fit, held = (lines, read_lines(args.heldout)) if args.heldout else (lines[::2], lines[1::2])
+    if len(fit) < 2 or len(held) < 1:
+        raise ValueError(f"{args.probes}: need at least 2 fit and 1 held-out prompts, got {len(fit)} and {len(held)}")
+    base, tok = load_causal_lm(args.base, device=check_device(args.device))
+    base = base.to(dtype)
+    dtheta, tuned = tuned_delta(base, args.tuned, dtype)
+    layers = distill_layers(base, args.layer, args.layers)
+    probes = fit[:args.n_probes]; choose = fit[args.n_probes:] or fit
+    d = distill(base, tok, dtheta, layers, probes, held[:args.n_probes],
+                provenance=dict(base=args.base, tuned=str(args.tuned)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = d.save(args.out, base)
+    evals = []
+    for layer, sv in d.vectors.items():
+        ev = evaluate_distillation(base, tuned, tok, layer, sv.vector, choose, held, n_random=args.n_random)
+        evals.append(ev)
+        plot_distillation(ev, f"{layer}: γ_v {sv.meta['gamma']:.2f}").savefig(
+            args.out / f"distill_{layer.replace('.', '_')}.png", dpi=110)
+    (args.out / 'evaluation.json').write_text(json.dumps(evals, indent=1))
+    md = distill_markdown(d.rows, evals, d.choice.reason)
+    (args.out / 'distill.md').write_text(md)
+    print(md); print(f"written to {args.out}: {', '.join(f.name for f in files)}, evaluation.json, distill.md")
+    return dict(distillation=d, evaluation=evals)
+
+# %% ../nbs/14_cli.ipynb #ccf83dcb
+def add_distill_command(sub):
+    "The `distill` sub-command: a fine-tune (checkpoint or LoRA adapter) to a steering vector."
+    c = sub.add_parser('distill', help='distil a fine-tune (two checkpoints or a LoRA adapter) into a steering vector, '
+                                       'with how much of it the steer carries on held-out prompts')
+    c.add_argument('--base', required=True, help="base model: 'smollm2', 'tiny-gpt2', a folder or a Hugging Face id")
+    c.add_argument('--tuned', required=True, help='the fine-tune: a checkpoint (name or folder) of the same '
+                                                  'architecture, or a PEFT LoRA adapter folder')
+    c.add_argument('--layer', help=LAYER_HELP)
+    c.add_argument('--layers', help="'auto' (five blocks over the depth) or a comma-separated list")
+    c.add_argument('--probes', required=True, type=Path, help='prompts, one per line: even lines fit, odd lines '
+                                                              'are held out (unless --heldout)')
+    c.add_argument('--heldout', type=Path, help='held-out prompts, one per line (then every probe fits)')
+    c.add_argument('--n-probes', type=int, default=8, help='prompts of the IAS solve (J_h has probes × vocabulary rows)')
+    c.add_argument('--n-random', type=int, default=10, help='equal-norm random vectors of the control')
+    c.add_argument('--dtype', choices=['float32', 'float64'], default='float32')
 
 # %% ../nbs/14_cli.ipynb #4f9968b4
 def index_build(args) -> GradientIndex:
