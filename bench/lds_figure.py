@@ -21,7 +21,7 @@ def panel(ax, title, rows, ceilings, key=lambda r: r.get('lds')):
         if c: ax.axvspan(c[1], c[2], color=f'C{j + 1}', alpha=0.2, label=f'ceiling: {k} {c[0]:.2f}')
     ax.axvline(0, color='k', lw=0.5)
     ax.set_yticks(list(y)); ax.set_yticklabels(names, fontsize=7); ax.invert_yaxis()
-    ax.set_xlim(-0.3, 1.0); ax.set_title(title, fontsize=9); ax.legend(fontsize=6, loc='lower right'); ax.set_xlabel('LDS')
+    ax.set_xlim(-0.3, 1.0); ax.set_title(title, fontsize=9); ax.legend(fontsize=6, loc='best'); ax.set_xlabel('LDS')
 
 def main():
     panels = []
