@@ -1,221 +1,372 @@
-"""Linear datamodeling score (LDS) of corpus-scale influence on a small language model, ours beside peers.
+"""Linear datamodeling score (LDS) of corpus-scale influence on a small language model, by the field's protocol
+(DESIGN §12 (2); TRAK, kronfluence's and dattri's benchmarks): ours beside peers on one ground truth.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --m 20 --lr 0.05 --out results/lds.json   # every method, one run: ≈ 25 min
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods dattri-grad-dot --reuse                # add rows to an earlier run
-    (--quick: a 2-minute smoke run on 40 documents and 8 subsets)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py                 # the full run (M = 100 subsets × 2 seeds)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --quick         # a few-minute smoke run (small sizes)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods 'dattri TRAK' --reuse   # add rows to an earlier run
 
-Corpus: N paragraphs of Python's own documentation (`pydoc_data.topics`, which ships with Python), each cut to
-L tokens. Model: the tiny GPT-2 (`ias_nb.models.load_tiny_gpt2`, trained on that text), its Conv1D layers turned
-into the equal nn.Linear layers (`conv1d_as_linear`) so that every method sees the same parameters: the
-weights and biases of the 16 linear layers of its 4 blocks (≈ 200k parameters; embeddings, norms frozen).
-M random 50% subsets S; from the same start θ₀, each is fine-tuned by K steps of full-batch gradient descent
-(learning rate η; deterministic, no seed needed beyond the subsets'). After each fine-tune we measure
-  (a) the steer's functional f_s(θ) = Σ_x ⟨t_x, y_θ(x)⟩, t_x = α J_h(x) s fixed at θ₀ (s: a random unit vector at
-      the middle block's output, x: held-out probe prompts, y: last-token logits), and
-  (b) the mean loss on held-out query paragraphs.
-Prediction: up-weighting z by ε moves a measurement f by ε ρ(z), ρ(z) = −⟨(H+λI)⁻¹∇f, ∇ℓ(z)⟩. Fine-tuning on S
-is gradient descent on (1/|S|) Σ_{z∈S} ℓ(z), so f(θ_S) − f(θ₀) ≈ (1/|S|) Σ_{z∈S} ρ(z) (the same for every S up to
-the factor): the prediction is Σ_{z∈S} ρ(z) = −Σ_{z∈S} score(z), score(z) = ⟨q̃, ∇ℓ(z)⟩. K steps of rate η on a
-quadratic act like (H + λI)⁻¹ with λ ≈ 1/(ηK) on the curvature's small directions, so λ = 1/(ηK) for every method.
-Ours: `ias_nb.corpus` (`document_scores` with its identity, CG or EK-FAC preconditioner); kronfluence's own pairwise
-EK-FAC scores, the peer: bench/_kronfluence_peer.py (same Task train loss, same nn.Linear layers, same λ).
-LDS = Spearman over the M subsets between prediction and measurement; ± a 95% bootstrap interval over subsets.
-CG: the exact Gauss–Newton matrix estimated on the first `--cg-docs` documents, `--cg-iters` iterations (each
-iteration is a pass over those documents; the warning prints the relative residual reached).
-dattri 0.3: Grad-Dot (TracInAttributor, one checkpoint, unnormalised, restricted to the same parameters) runs but
-costs ≈ 4 s per document here (most of a run's time; --reuse adds methods to an earlier run's subsets and measurements);
-its DataInf (IFAttributorDataInf) fails inside dattri on this model (the error is printed in the table).
+Model: a small GPT-2 (2 blocks, width 64) over a word-level vocabulary, pretrained here on the part of Python's
+help text that is NOT in the corpus (the common start θ₀; its Conv1D layers as the equal nn.Linear). Corpus: N
+paragraphs of Python's help text (`python_doc_paragraphs`). Training: what users run — Adam on minibatches, several
+epochs, the 16 linear layers' weights and biases (embeddings, norms frozen, the same parameters every method scores),
+from θ₀, on each of M random 50% subsets, with 2 seeds (minibatch order) per subset: the truth is their mean, and
+their agreement is the bench's ceiling. Queries, each its own measurement: the loss of Q held-out paragraphs and the
+functionals f_s(θ) = Σ_x ⟨centred t_x, y_θ(x)⟩ of 8 steers (2 random unit vectors and 2 CAA vectors at each of the
+two blocks' outputs; t_x = J_h(x)s at θ₀ on 8 probe prompts; centred over the vocabulary, since a constant logit shift
+changes no probability). LDS = Spearman over subsets per query of −Σ_{z∈S} score_q(z) and the measured change,
+averaged over queries, 95% bootstrap interval over queries (`ias_nb.corpus.lds`). Damping λ = 0.1 × the mean
+EK-FAC eigenvalue, the same for every method that takes one.
+
+Methods: a dict name → scoring function (`METHODS`; each returns a Q×N array score_q(z) = ⟨q̃, ∇ℓ(z)⟩), so a new
+method (e.g. an index) is one entry. A method that fails shows its error in the table.
 """
-import argparse, json, math, os, sys, time
+import argparse, copy, json, os, sys, time, traceback
+from collections import Counter
 from pathlib import Path
-import numpy as np, scipy.stats, torch
-import torch.nn.functional as F
+import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
-from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, steer_query, steer_shift,
-                            identity_preconditioner, cg_preconditioner, ekfac_preconditioner, right_padded, trim_padding)
+from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, readout_query, steer_shift, centred,
+                           identity_preconditioner, cg_preconditioner, ekfac_factors, EKFACPreconditioner,
+                           right_padded, trim_padding, RowsDataset, python_doc_paragraphs, random_subsets,
+                           subset_predictions, lds, seed_ceiling, datamodel_ceiling)
 from ias_nb.alignment import text_losses
-from _kronfluence_peer import kronfluence_scores
-from ias_nb.models import load_tiny_gpt2
+from ias_nb.steering import lm_batch, caa_vector
+from ias_nb.jacobians import last_token_logits
 
-def paragraphs(tok, n, length, skip=0):
-    "n paragraphs of Python's help text of at least `length` tokens, each cut to `length` tokens."
+# ---------------------------------------------------------------- model, corpus, queries
+def word_tokenizer(text:str, vocab_size:int):
+    "A lower-cased word-level tokenizer: the `vocab_size` most frequent words and marks of `text`, [UNK] otherwise."
+    from tokenizers import Tokenizer, models, pre_tokenizers, normalizers
+    from transformers import PreTrainedTokenizerFast
+    pre = pre_tokenizers.Whitespace()
+    words = Counter(w for w, _ in pre.pre_tokenize_str(text.lower()))
+    vocab = {w: i for i, w in enumerate(['[PAD]', '[UNK]', '[EOS]'] + [w for w, _ in words.most_common(vocab_size - 3)])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
+    tk.normalizer, tk.pre_tokenizer = normalizers.Lowercase(), pre
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='[PAD]', unk_token='[UNK]', eos_token='[EOS]')
+
+def texts(n_docs:int, n_queries:int):
+    "(pretraining text, corpus, held-out queries, probes, CAA groups): disjoint paragraphs of Python's help text."
     from pydoc_data.topics import topics
-    out = []
-    for k in sorted(topics):
-        for p in topics[k].split('\n\n'):
-            ids = tok(' '.join(p.split()))['input_ids']
-            if len(ids) >= length: out.append(tok.decode(ids[:length]))
-    rng = np.random.default_rng(0); rng.shuffle(out)
-    return out[skip:skip + n]
+    para = python_doc_paragraphs(n_docs + n_queries + 40)
+    docs, queries, rest = para[:n_docs], para[n_docs:n_docs + n_queries], para[n_docs + n_queries:]
+    used = set(para)
+    other = [' '.join(p.split()) for k in sorted(topics) for p in topics[k].split('\n\n')]
+    other = [p for p in other if p and p not in used]
+    probes = [' '.join(p.split()[:6]) for p in rest[:8]]
+    return '\n'.join(other), docs, queries, probes, other
 
-def fine_tune(model0, tok, docs, names, lr, steps, chunk=25):
-    "θ_S: `steps` full-batch gradient-descent steps on the mean document loss of `docs`, parameters `names` only."
-    m = __import__('copy').deepcopy(model0)
-    params = [p for n, p in m.named_parameters() if n in names]
-    for n, p in m.named_parameters(): p.requires_grad_(n in names)
-    b = right_padded(tok, docs)
+def pretrained_start(tok, text:str, steps:int, seed:int=0):
+    "θ₀: a 2-block GPT-2 (width 64) trained by AdamW on 48-token windows of `text` (not the corpus); nn.Linear layers."
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(seed)
+    ids = torch.tensor(tok(text)['input_ids']); block = 48
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0,
+                     embd_pdrop=0, attn_pdrop=0, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        for p in params: p.grad = None
-        for i in range(0, len(docs), chunk):
-            rows = trim_padding([{k: v[j] for k, v in b.items()} for j in range(i, min(i + chunk, len(docs)))])
-            (text_losses(m, rows).sum() / len(docs)).backward()
-        with torch.no_grad():
-            for p in params: p -= lr * p.grad
+        x = ids[torch.randint(0, len(ids) - block - 1, (32,), generator=g)[:, None] + torch.arange(block)]
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return conv1d_as_linear(model.eval()).eval()
+
+def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:int, seed:int):
+    "θ_S: Adam on the mean document loss of the given rows, `epochs` passes in a seeded random order, `names` only."
+    m = copy.deepcopy(model0).train()
+    for n, p in m.named_parameters(): p.requires_grad_(n in names)
+    opt = torch.optim.Adam([p for n, p in m.named_parameters() if n in names], lr=lr)
+    g = torch.Generator().manual_seed(seed); n = len(batches['input_ids'])
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=g).split(batch_size):
+            loss = text_losses(m, trim_padding([{k: v[i] for k, v in batches.items()} for i in idx.tolist()])).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
     return m.eval()
 
-def measure(m, tok, probes, t, queries):
-    "(f_s(θ), mean query loss) at the model m."
-    from ias_nb.steering import lm_batch
-    from ias_nb.jacobians import last_token_logits
+def measurements(m, ctx) -> np.ndarray:
+    "Every query's value at the model m: Q held-out paragraphs' losses, then the steers' functionals f_s."
     with torch.no_grad():
-        f = (last_token_logits(m(**lm_batch(tok, probes))).double() * t).sum().item()
-        loss = text_losses(m, right_padded(tok, queries)).mean().item()
-    return f, loss
+        losses = text_losses(m, ctx['qbatch']).double()
+        y = last_token_logits(m(**ctx['pbatch'])).double()
+        f = torch.einsum('spv,pv->s', ctx['T'], y)
+    return torch.cat([losses, f]).numpy()
 
-def dattri_scores(model, tok, docs, names, lam, probes, t, queries, kind):
-    "dattri 0.3 scores (N,) for (f_s, query loss): 'grad-dot' (TracIn, one checkpoint) or 'datainf' (IF, DataInf)."
+# ---------------------------------------------------------------- each query as a gradient
+def query_gradients(ctx) -> list:
+    "∇θ of every query (Q paragraph losses, then the steers' f_s) over the trained parameters: a list of dicts."
+    model, names = ctx['model'], ctx['names']
+    sel = {n: p for n, p in model.named_parameters() if n in names}
+    out = []
+    for i in range(len(ctx['queries'])):
+        with torch.enable_grad():
+            for p in sel.values(): p.requires_grad_(True)
+            row = trim_padding([{k: v[i] for k, v in ctx['qbatch'].items()}])
+            g = torch.autograd.grad(text_losses(model, row).sum(), list(sel.values()))
+        out.append({n: x.detach() for n, x in zip(sel, g)})
+    out += [readout_query(model, ctx['tok'], ctx['probes'], T.float(), params=names) for T in ctx['T']]
+    return out
+
+def ours(ctx, pre) -> np.ndarray:
+    return document_scores(ctx['model'], ctx['tok'], ctx['docs'], [pre(q) for q in ctx['qgrads']], batch_size=16,
+                           progress=False).numpy()
+
+def ours_cg(ctx) -> np.ndarray:
+    P = cg_preconditioner(ctx['model'], ctx['tok'], ctx['docs'][:ctx['args'].cg_docs], ctx['damping'],
+                          params=ctx['names'], maxiter=ctx['args'].cg_iters, tol=1e-6, batch_size=16, progress=False)
+    pre = [P(q) for q in ctx['qgrads']]
+    ctx['notes']['ours, CG'] = (f"GGN of the first {ctx['args'].cg_docs} documents, ≤ {ctx['args'].cg_iters} iterations; "
+                                f"relative residual median {np.median([r.residuals[-1] for r in P.records]):.2e}")
+    return document_scores(ctx['model'], ctx['tok'], ctx['docs'], pre, batch_size=16, progress=False).numpy()
+
+def ekfac(ctx) -> dict:
+    if 'ekfac' not in ctx:
+        ctx['ekfac'] = ekfac_factors(ctx['model'], ctx['tok'], ctx['docs'], ctx['mods'], batch_size=16)
+    return ctx['ekfac']
+
+def kronfluence_pairwise(ctx) -> np.ndarray:
+    "kronfluence's own EK-FAC pairwise scores: one factor fit, loss queries as rows, steers as probe rows summed."
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from _kronfluence_peer import DocumentTask, _analyzer
+    import tempfile
+    f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64,
+               eigendecomposition_dtype=torch.float64, lambda_dtype=torch.float64)
+    sargs = ScoreArguments(damping_factor=ctx['damping'], precondition_dtype=torch.float64, score_dtype=torch.float64,
+                           per_sample_gradient_dtype=torch.float64)
+    train = RowsDataset(right_padded(ctx['tok'], ctx['docs']))
+    rows = []
+    with tempfile.TemporaryDirectory() as out:
+        for kind in ('loss', 'steer'):
+            an = _analyzer(ctx['model'], DocumentTask(ctx['mods'], kind), out)
+            an.fit_all_factors(factors_name='ekfac', dataset=train, per_device_batch_size=16,
+                               factor_args=FactorArguments(strategy="ekfac", **f64), overwrite_output_dir=True)
+            if kind == 'loss': q = RowsDataset(ctx['qbatch'])
+            else:
+                pb = right_padded(ctx['tok'], ctx['probes']); P = len(ctx['probes'])
+                q = [dict(input_ids=pb['input_ids'][i], attention_mask=pb['attention_mask'][i], t=T[i].float())
+                     for T in ctx['T'] for i in range(P)]
+            an.compute_pairwise_scores(scores_name=kind, factors_name='ekfac', query_dataset=q, train_dataset=train,
+                                       per_device_query_batch_size=len(q), per_device_train_batch_size=16,
+                                       score_args=sargs, overwrite_output_dir=True)
+            s = an.load_pairwise_scores(kind)['all_modules'].double().numpy()
+            rows.append(s if kind == 'loss' else s.reshape(len(ctx['T']), P, -1).sum(1))
+    return np.concatenate(rows)
+
+def dattri_scores(ctx, kind:str) -> np.ndarray:
+    "dattri 0.3's attributors on the same model, parameters, documents and queries: Q×N."
+    import torch.nn.functional as F
     from dattri.task import AttributionTask
-    from dattri.algorithm.tracin import TracInAttributor
-    from dattri.algorithm.influence_function import IFAttributorDataInf
+    from dattri.algorithm import IFAttributorCG, TRAKAttributor, TracInAttributor
     from torch.utils.data import DataLoader, TensorDataset
     from torch.func import functional_call
-    bd, bq, bp = right_padded(tok, docs), right_padded(tok, queries), right_padded(tok, probes)
-    V = t.shape[1]
-    def loss_func(params, data):                              # one document: its mean next-token loss
-        ids, am, _, _ = data
-        logits = functional_call(model, params, (ids[None],)).logits[0, :-1]   # right padding: no mask needed
-        tl = F.cross_entropy(logits, ids[1:], reduction='none'); w = (am[:-1] * am[1:]).to(tl.dtype)
-        return (tl * w).sum() / w.sum()
-    def target_func(params, data):                            # a query row: f_s term or query loss
+    model, names = copy.deepcopy(ctx['model']), ctx['names']
+    model.config._attn_implementation = 'eager'        # torch's fused CPU attention has no double backward (IF-CG's HVPs)
+    bd, bq = right_padded(ctx['tok'], ctx['docs']), ctx['qbatch']
+    bp = right_padded(ctx['tok'], ctx['probes'])
+    V, S, P = ctx['T'].shape[2], len(ctx['T']), len(ctx['probes'])
+    def loss_func(params, data):                              # a document's mean next-token loss (a batch: their mean)
+        ids, am = data[0], data[1]
+        if ids.dim() == 1: ids, am = ids[None], am[None]
+        logits = functional_call(model, params, (ids,)).logits[:, :-1]   # right padding: no mask needed
+        tl = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction='none')
+        w = (am[:, :-1] * am[:, 1:]).to(tl.dtype)
+        return ((tl * w).sum(1) / w.sum(1)).mean()
+    def target_func(params, data):                            # query rows: a paragraph's loss or ⟨t_x, y(x)⟩, summed
         ids, am, tt, is_loss = data
-        logits = functional_call(model, params, (ids[None],)).logits[0]
-        w_last = am * torch.cat([1 - am[1:], am.new_ones(1)])     # 1 at the last real token (no data-dependent index)
-        last = (w_last[:, None].to(logits.dtype) * logits).sum(0)
-        return is_loss * loss_func(params, data) + (1 - is_loss) * (last * tt).sum()
-    task = AttributionTask(loss_func=loss_func, target_func=target_func, model=model, checkpoints=model.state_dict())
-    pad = lambda b, T: torch.nn.functional.pad(b, (0, T - b.shape[1]))
+        if ids.dim() == 1: ids, am, tt, is_loss = ids[None], am[None], tt[None], is_loss[None]
+        logits = functional_call(model, params, (ids,)).logits
+        last_w = am * torch.cat([1 - am[:, 1:], am.new_ones(len(am), 1)], 1)     # 1 at the last real token
+        last = (last_w[..., None].to(logits.dtype) * logits).sum(1)
+        tl = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction='none')
+        w = (am[:, :-1] * am[:, 1:]).to(tl.dtype)
+        return (is_loss * (tl * w).sum(1) / w.sum(1) + (1 - is_loss) * (last * tt).sum(1)).sum()
+    task = AttributionTask(loss_func=loss_func, target_func=target_func, model=model,
+                           checkpoints=model.state_dict())
+    pad = lambda b, T: F.pad(b, (0, T - b.shape[1]))
     T = max(bq['input_ids'].shape[1], bp['input_ids'].shape[1])
-    qrows = TensorDataset(torch.cat([pad(bp['input_ids'], T), pad(bq['input_ids'], T)]),
-                          torch.cat([pad(bp['attention_mask'], T), pad(bq['attention_mask'], T)]),
-                          torch.cat([t.float(), torch.zeros(len(queries), V)]),
-                          torch.cat([torch.zeros(len(probes)), torch.ones(len(queries))]))
-    train = TensorDataset(bd['input_ids'], bd['attention_mask'], torch.zeros(len(docs), 1), torch.zeros(len(docs)))
-    layer = list(names)
-    if kind == 'grad-dot':
-        att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=False, layer_name=layer,
-                               projector_kwargs=None)
+    nq = len(ctx['queries'])
+    ti = torch.cat([pad(bq['input_ids'], T)] + [pad(bp['input_ids'], T)] * S)
+    ta = torch.cat([pad(bq['attention_mask'], T)] + [pad(bp['attention_mask'], T)] * S)
+    tt = torch.cat([torch.zeros(nq, V), ctx['T'].float().reshape(S * P, V)])
+    test = TensorDataset(ti, ta, tt, torch.cat([torch.ones(nq), torch.zeros(S * P)]))
+    train = TensorDataset(bd['input_ids'], bd['attention_mask'], torch.zeros(len(bd['input_ids']), V),
+                          torch.zeros(len(bd['input_ids'])))
+    dl = lambda d, b: DataLoader(d, batch_size=b)
+    if kind == 'IF-CG':
+        att = IFAttributorCG(task=task, layer_name=names, max_iter=ctx['args'].cg_iters, regularization=ctx['damping'])
+        att.cache(dl(train, 16)); s = att.attribute(dl(train, 16), dl(test, 16))
+    elif kind == 'TRAK':
+        def correct_probability_func(params, data):            # TRAK's Q term for a document: exp(−ℓ(z))
+            return torch.exp(-loss_func(params, data))
+        att = TRAKAttributor(task=task, correct_probability_func=correct_probability_func, layer_name=names,
+                             projector_kwargs=dict(proj_dim=ctx['args'].trak_dim, device='cpu'),
+                             regularization=ctx['damping'])
+        att.cache(dl(train, 16)); s = att.attribute(dl(test, 16))
     else:
-        att = IFAttributorDataInf(task=task, layer_name=layer, regularization=lam)
-    if kind != 'grad-dot': att.cache(DataLoader(train, batch_size=8))
-    s = att.attribute(DataLoader(train, batch_size=8), DataLoader(qrows, batch_size=len(qrows))).double()  # N × rows
-    return torch.stack([s[:, :len(probes)].sum(1), s[:, len(probes):].mean(1)])
+        att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=False, layer_name=names)
+        s = att.attribute(dl(train, 16), dl(test, 16))
+    s = s.double().numpy()                                     # N × rows
+    return np.concatenate([s[:, :nq].T, s[:, nq:].T.reshape(S, P, -1).sum(1)])
 
-def lds(pred, meas, n_boot=2000, seed=0):
-    "Spearman(pred, meas) over subsets and its 95% bootstrap interval (resampling subsets)."
-    rho = scipy.stats.spearmanr(pred, meas)[0]
-    rng = np.random.default_rng(seed); M = len(pred); bs = []
-    for _ in range(n_boot):
-        i = rng.integers(0, M, M)
-        if len(set(i)) > 2: bs.append(scipy.stats.spearmanr(pred[i], meas[i])[0])
-    return rho, np.nanpercentile(bs, 2.5), np.nanpercentile(bs, 97.5)
+def bergson_scores(ctx) -> np.ndarray:
+    """Bergson 2.5.1's in-memory gradient collector (CPU): per-document gradients of the mean next-token loss of
+    the linear layers' weights, unprojected, no preconditioner; score = their inner product with each query
+    paragraph's. Its collector differentiates a document's loss, so a steer's f_s is not expressible: NaN rows."""
+    import tempfile
+    from datasets import Dataset
+    from bergson import InMemoryCollector, IndexConfig, GradientProcessor
+    from bergson.collector.collector import CollectorComputer
+    def grads(texts):
+        ids = [ctx['tok'](t)['input_ids'] for t in texts]
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(f'{d}/run.part'); cfg = IndexConfig(run_path=f'{d}/run', projection_dim=0, loss_reduction='mean')
+            ds = Dataset.from_dict({'input_ids': ids})
+            col = InMemoryCollector(model=ctx['model'].base_model, cfg=cfg, processor=GradientProcessor(), data=ds)
+            batches = [list(range(i, min(i + 16, len(ids)))) for i in range(0, len(ids), 16)]
+            CollectorComputer(model=ctx['model'], data=ds, collector=col, batches=batches, cfg=cfg).run_with_collector_hooks(desc='bergson')
+            return torch.cat([col.gradients[k].double().flatten(1) for k in sorted(col.gradients)], 1)
+    G, Gq = grads(ctx['docs']), grads(ctx['queries'])
+    ctx['notes']['Bergson 2.5.1'] = (f"Grad-Dot through Bergson's collector: {G.shape[1]:,} weight entries (no biases), "
+                                     "loss queries only (a steer's functional is not a document loss)")
+    return np.concatenate([(Gq @ G.T).numpy(), np.full((len(ctx['T']), len(ctx['docs'])), np.nan)])
 
+METHODS = {
+    'random score (floor)': lambda ctx: np.random.default_rng(1).normal(size=(len(ctx['qgrads']), len(ctx['docs']))),
+    'ours, identity': lambda ctx: ours(ctx, identity_preconditioner(ctx['damping'])),
+    'ours, CG': ours_cg,
+    'ours, EK-FAC': lambda ctx: ours(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping'])),
+    'kronfluence 1.0.1 EK-FAC': kronfluence_pairwise,
+    'dattri 0.3 Grad-Dot': lambda ctx: dattri_scores(ctx, 'Grad-Dot'),
+    'dattri 0.3 IF-CG': lambda ctx: dattri_scores(ctx, 'IF-CG'),
+    'dattri 0.3 TRAK': lambda ctx: dattri_scores(ctx, 'TRAK'),
+    'Bergson 2.5.1': bergson_scores,
+}
+
+# ---------------------------------------------------------------- the run
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--n', type=int, default=200); ap.add_argument('--m', type=int, default=20)
-    ap.add_argument('--length', type=int, default=24); ap.add_argument('--steps', type=int, default=2)
-    ap.add_argument('--lr', type=float, default=0.05); ap.add_argument('--cg-iters', type=int, default=5)
-    ap.add_argument('--cg-docs', type=int, default=50)
-    ap.add_argument('--reuse', action='store_true', help='take the subsets\' measurements from --out (same sizes) and add rows')
+    ap.add_argument('--n', type=int, default=200); ap.add_argument('--m', type=int, default=100)
+    ap.add_argument('--queries', type=int, default=50); ap.add_argument('--seeds', type=int, default=2)
+    ap.add_argument('--epochs', type=int, default=3); ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--batch', type=int, default=32); ap.add_argument('--pretrain', type=int, default=300)
+    ap.add_argument('--vocab', type=int, default=2000); ap.add_argument('--max-length', type=int, default=32)
+    ap.add_argument('--cg-iters', type=int, default=5); ap.add_argument('--cg-docs', type=int, default=50)
+    ap.add_argument('--trak-dim', type=int, default=512)
+    ap.add_argument('--methods', default=';'.join(METHODS), help='method names separated by ;'); ap.add_argument('--reuse', action='store_true')
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default='results/lds.json')
-    ap.add_argument('--methods', default='identity,cg,ekfac,kronfluence,dattri-grad-dot,dattri-datainf')
     a = ap.parse_args()
-    if a.quick: a.n, a.m, a.cg_iters, a.cg_docs = 40, 8, 3, 20
-    torch.manual_seed(0)
-    base, tok = load_tiny_gpt2(progress=False)
-    model = conv1d_as_linear(base).eval()
-    mods = linear_modules(model)
-    names = [n for m in mods for n in (m + '.weight', m + '.bias')]
-    docs = paragraphs(tok, a.n, a.length); held = paragraphs(tok, 12, a.length, skip=a.n)
-    probes, queries = [' '.join(h.split()[:8]) for h in held[:4]], held[4:]
-    layer = f'transformer.h.{model.config.n_layer // 2 - 1}'
-    s = torch.randn(model.config.n_embd, generator=torch.Generator().manual_seed(1)); s = s / s.norm() * 4.0
-    t = steer_shift(model, tok, layer, s, probes).double()
-    lam = 1 / (a.lr * a.steps)
-    print(f"model: tiny GPT-2 (Conv1D → nn.Linear), {len(mods)} linear layers, "
-          f"{sum(dict(model.named_parameters())[n].numel() for n in names):,} parameters scored and fine-tuned")
-    print(f"corpus: N = {a.n} pydoc paragraphs × {a.length} tokens; M = {a.m} random 50% subsets; "
-          f"K = {a.steps} full-batch GD steps, η = {a.lr}; λ = 1/(ηK) = {lam:.3g}; steer at {layer}, ‖s‖ = 4, "
-          f"{len(probes)} probes, {len(queries)} query paragraphs")
+    if a.quick: a.n, a.m, a.queries, a.pretrain, a.cg_iters, a.cg_docs = 60, 8, 6, 200, 3, 20
+    t_start = time.perf_counter(); torch.manual_seed(0)
+    pre_text, docs, queries, probes, other = texts(a.n, a.queries)
+    tok = word_tokenizer(pre_text, a.vocab)
+    cut = lambda ts: [tok.decode(tok(t)['input_ids'][:a.max_length]) for t in ts]
+    docs, queries = cut(docs), cut(queries)
+    model = pretrained_start(tok, pre_text, a.pretrain)
+    mods = linear_modules(model); names = [n for m in mods for n in (m + '.weight', m + '.bias')]
+    ctx = dict(model=model, tok=tok, docs=docs, queries=queries, probes=probes, mods=mods, names=names, args=a, notes={},
+               qbatch=right_padded(tok, queries), pbatch=lm_batch(tok, probes))
+    # steers: 2 random unit vectors and 2 CAA vectors at each block's output; t_x centred over the vocabulary
+    steers = []
+    groups = [('exception', 'string'), ('class', 'number')]
+    for li in range(model.config.n_layer):
+        layer = f'transformer.h.{li}'
+        for j in range(2):
+            s = torch.randn(model.config.n_embd, generator=torch.Generator().manual_seed(100 * li + j))
+            steers.append((layer, f'random {j}', s / s.norm()))
+        for pos, neg in groups:
+            P_ = [p for p in other if pos in p.lower() and neg not in p.lower()][:16]
+            N_ = [p for p in other if neg in p.lower() and pos not in p.lower()][:16]
+            k = min(len(P_), len(N_))
+            v = caa_vector(model, tok, layer, cut(P_[:k]), cut(N_[:k])).detach()
+            steers.append((layer, f'CAA {pos} − {neg} ({k} pairs)', v))
+    ctx['T'] = torch.stack([centred(steer_shift(model, tok, l, v, probes).double()) for l, _, v in steers])
+    base = measurements(model, ctx)
+    Q = len(base); nq = len(queries)
+    print(f"θ₀: GPT-2 2×64 over {len(tok)} words, pretrained {a.pretrain} steps on {len(pre_text.split()):,} words of "
+          f"help text outside the corpus; {sum(dict(model.named_parameters())[n].numel() for n in names):,} parameters "
+          f"trained and scored. Corpus N = {a.n}, {nq} query paragraphs, {len(steers)} steers × {len(probes)} probes",
+          flush=True)
 
-    # ---- measurements: fine-tune on each subset
-    rng = np.random.default_rng(0)
-    subsets = [np.sort(rng.choice(a.n, a.n // 2, replace=False)) for _ in range(a.m)]
-    t0 = time.perf_counter(); meas = []; old = None
-    from tqdm.auto import tqdm
-    if a.reuse:
-        old = json.load(open(a.out))
-        assert old['sizes']['N'] == a.n and old['sizes']['M'] == a.m and old['sizes']['K'] == a.steps and old['sizes']['lr'] == a.lr, old['sizes']
-        meas, t_ft = np.array(old['measurements']), old['finetune_seconds']
-        print(f"measurements reused from {a.out} ({old['command']})")
+    # ---- ground truth: train on each subset, each seed
+    mask = random_subsets(a.n, a.m, seed=0)
+    old = json.load(open(a.out)) if a.reuse else None
+    if old:
+        meas = np.array(old['measurements']); t_train = old['train_seconds']
+        assert meas.shape == (a.seeds, a.m, Q), (meas.shape, (a.seeds, a.m, Q))
     else:
-        for S in tqdm(subsets, desc='fine-tuning subsets'):
-            meas.append(measure(fine_tune(model, tok, [docs[i] for i in S], names, a.lr, a.steps), tok, probes, t, queries))
-        meas = np.array(meas); t_ft = time.perf_counter() - t0
-    print(f"fine-tuning {a.m} subsets: {t_ft:.0f} s; f_s range {meas[:, 0].min():.3g}..{meas[:, 0].max():.3g}, "
-          f"query loss {meas[:, 1].min():.4f}..{meas[:, 1].max():.4f} (start {measure(model, tok, probes, t, queries)})")
+        from tqdm.auto import tqdm
+        bd = right_padded(tok, docs); t0 = time.perf_counter(); meas = np.zeros((a.seeds, a.m, Q))
+        for i in tqdm(range(a.m), desc='training on subsets', mininterval=30):
+            rows = {k: v[torch.from_numpy(mask[i])] for k, v in bd.items()}
+            for sd in range(a.seeds):
+                meas[sd, i] = measurements(train_on(model, rows, names, a.lr, a.epochs, a.batch, seed=sd), ctx) - base
+        t_train = time.perf_counter() - t0
+        full = train_on(model, bd, names, a.lr, a.epochs, a.batch, seed=0)
+        ctx['notes']['training'] = (f"loss on the corpus {text_losses(model, bd).mean():.3f} at θ₀ → "
+                                    f"{text_losses(full, bd).mean():.3f} after training on all N; held-out query loss "
+                                    f"{base[:nq].mean():.3f} → {measurements(full, ctx)[:nq].mean():.3f}")
+    truth = meas.mean(0)
+    print(f"training {a.m} subsets × {a.seeds} seeds: {t_train:.0f} s. {ctx['notes'].get('training', '')}", flush=True)
 
-    # ---- scores: each method gives score(z) = ⟨q̃, ∇ℓ(z)⟩ for (f_s, query loss), shape 2 × N
-    from ias_nb.steering import lm_batch
-    def queries_grad():
-        q_s = steer_query(model, tok, layer, s, probes, params=names)
-        model.zero_grad(set_to_none=True)
-        for p in model.parameters(): p.requires_grad_(True)
-        sel = {n: p for n, p in model.named_parameters() if n in names}
-        g = torch.autograd.grad(text_losses(model, right_padded(tok, queries)).mean(), list(sel.values()))
-        return [q_s, {n: gi.detach() for n, gi in zip(sel, g)}]
-    def ours(pre):
-        qs = queries_grad(); P = pre()
-        return document_scores(model, tok, docs, [P(q) for q in qs], batch_size=8, progress=False)
-    runs = {
-        'ours, identity': lambda: ours(lambda: identity_preconditioner(lam)),
-        'ours, CG (GGN on cg_docs)': lambda: ours(lambda: cg_preconditioner(model, tok, docs[:a.cg_docs], lam, params=names, maxiter=a.cg_iters, tol=1e-6)),
-        'ours, EK-FAC (kronfluence factors)': lambda: ours(lambda: ekfac_preconditioner(model, tok, docs, lam, modules=mods)),
-        'kronfluence EK-FAC pairwise': lambda: torch.stack([
-            kronfluence_scores(model, tok, docs, lam, dict(probes=right_padded(tok, probes), t=t.float()), modules=mods),
-            kronfluence_scores(model, tok, docs, lam, dict(texts=queries), modules=mods) / len(queries)]),
-        'dattri 0.3 Grad-Dot (TracIn)': lambda: dattri_scores(model, tok, docs, names, lam, probes, t, queries, 'grad-dot'),
-        'dattri 0.3 DataInf (IF)': lambda: dattri_scores(model, tok, docs, names, lam, probes, t, queries, 'datainf'),
-    }
-    keys = dict(identity='ours, identity', cg='ours, CG (GGN on cg_docs)', ekfac='ours, EK-FAC (kronfluence factors)',
-                kronfluence='kronfluence EK-FAC pairwise', **{'dattri-grad-dot': 'dattri 0.3 Grad-Dot (TracIn)',
-                'dattri-datainf': 'dattri 0.3 DataInf (IF)'})
-    rows = []
-    for key in a.methods.split(','):
-        name = keys[key]; t1 = time.perf_counter()
-        try: sc = torch.as_tensor(runs[name]()).double().reshape(2, -1).numpy()
-        except Exception as e:
-            print(f"{name}: failed — {type(e).__name__}: {str(e)[:300]}"); rows.append(dict(method=name, error=f"{type(e).__name__}: {e}")); continue
-        sec = time.perf_counter() - t1
-        r = dict(method=name, seconds=sec)
-        for j, what in enumerate(['steer f_s', 'query loss']):
-            pred = np.array([-sc[j, S].sum() for S in subsets])       # Σ_{z∈S} ρ(z), ρ = −score
-            r[what] = lds(pred, meas[:, j])
-        rows.append(r); print(f"  {name}: {sec:.1f} s, LDS f_s {r['steer f_s'][0]:+.3f}, loss {r['query loss'][0]:+.3f}", flush=True)
+    # ---- resolving power: ceilings, then the methods
+    groups_q = dict(all=slice(None), losses=slice(0, nq), steers=slice(nq, Q))
+    def table(pred_or_none, meas_a=None, meas_b=None):
+        out = {}
+        for g, sl in groups_q.items():
+            if pred_or_none is not None and np.isnan(pred_or_none[:, sl]).all(): out[g] = None; continue
+            ok = slice(None) if pred_or_none is None else ~np.isnan(pred_or_none).any(0)   # queries a method scores
+            r = (seed_ceiling(meas_a[:, sl], meas_b[:, sl]) if pred_or_none is None
+                 else lds(pred_or_none[:, sl][:, ok[sl]], truth[:, sl][:, ok[sl]]))
+            out[g] = [r['lds'], r['low'], r['high']]
+        return out
+    ceilings = {}
+    if a.seeds >= 2: ceilings['two-seed Spearman (one seed vs the other)'] = table(None, meas[0], meas[1])
+    dm = {g: datamodel_ceiling(mask, truth[:, sl]) for g, sl in groups_q.items()}
+    ceilings['linear datamodel, fitted on half the subsets'] = {g: [r['lds'], r['low'], r['high']] for g, r in dm.items()}
+    for k, v in ceilings.items(): print(f"ceiling, {k}: {v}", flush=True)
 
+    ctx['damping'] = 0.1 * float(np.mean([f[2].mean().item() for f in ekfac(ctx).values()]))
+    ctx['qgrads'] = query_gradients(ctx)
     cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
-    if old is not None:                                  # earlier rows of the same measurements first
-        done = {r['method'] for r in rows}
-        rows = [dict(r, command=old['command']) for r in old['rows'] if r['method'] not in done] + [dict(r, command=cmd) for r in rows]
-        cmd = old['command'] + ' ; then ' + cmd
-    print(f"\n{cmd}\nLDS (Spearman over {a.m} subsets, 95% bootstrap interval), N = {a.n}, L = {a.length}, K = {a.steps}, λ = {lam:.3g}")
-    print(f"{'method':38} {'LDS steer f_s':>24} {'LDS query loss':>24} {'seconds':>8}")
-    for r in rows:
-        if 'error' in r: print(f"{r['method']:38} failed: {r['error'][:80]}"); continue
-        f = lambda v: f"{v[0]:+.3f} [{v[1]:+.2f}, {v[2]:+.2f}]"
-        print(f"{r['method']:38} {f(r['steer f_s']):>24} {f(r['query loss']):>24} {r['seconds']:8.1f}")
-    Path(a.out).parent.mkdir(exist_ok=True, parents=True)
-    json.dump(dict(command=cmd, sizes=dict(N=a.n, M=a.m, L=a.length, K=a.steps, lr=a.lr, damping=lam, layer=layer,
-                   probes=len(probes), queries=len(queries), cg_maxiter=a.cg_iters, cg_docs=a.cg_docs), corpus_source='ias_nb.corpus',
-                   finetune_seconds=t_ft, measurements=meas.tolist(), rows=rows), open(a.out, 'w'), indent=1, default=float)
+    def save(rows):
+        "The JSON so far (rewritten after every method: a stopped run keeps what it measured)."
+        c = cmd
+        if old:
+            done = {r['method'] for r in rows}
+            rows = [r for r in old['rows'] if r['method'] not in done] + rows
+            c = old['command'] + ' ; then ' + cmd
+        res = dict(command=c, run_seconds=time.perf_counter() - t_start + (old['run_seconds'] if old else 0),
+                   cores='2 CPU cores shared with other jobs, OMP_NUM_THREADS=1',
+                   sizes=dict(N=a.n, M=a.m, seeds=a.seeds, queries=Q, query_paragraphs=nq, steers=len(steers),
+                              probes=len(probes), epochs=a.epochs, lr=a.lr, batch=a.batch, vocab=len(tok),
+                              max_length=a.max_length, pretrain_steps=a.pretrain, damping=ctx['damping'],
+                              cg_iters=a.cg_iters, cg_docs=a.cg_docs, trak_dim=a.trak_dim,
+                              trained_parameters=sum(dict(model.named_parameters())[n].numel() for n in names)),
+                   steers=[f"{l}: {k}" for l, k, _ in steers], notes=(old['notes'] if old else {}) | ctx['notes'],
+                   train_seconds=t_train, ceilings=ceilings, rows=rows, measurements=meas.tolist())
+        Path(a.out).parent.mkdir(exist_ok=True, parents=True)
+        json.dump(res, open(a.out, 'w'), indent=1, default=float)
+        return res
+    save([])
+    rows = []
+    for name in [s.strip() for s in a.methods.split(';')]:
+        t1 = time.perf_counter()
+        try:
+            sc = np.asarray(METHODS[name](ctx), np.float64)
+            assert sc.shape == (Q, a.n), f"scores of shape {sc.shape}, expected {(Q, a.n)}"
+            if np.nanmax(np.nanstd(sc, 1)) == 0: raise ValueError(f"the method's scores are the same for every training point (all {sc.flat[0]:g})")
+            pred = -subset_predictions(sc, mask)                 # Σ_{z∈S} ρ_q(z), ρ = −score
+            r = dict(method=name, seconds=time.perf_counter() - t1, **table(pred))
+        except Exception as e:
+            traceback.print_exc()
+            r = dict(method=name, seconds=time.perf_counter() - t1, error=f"{type(e).__name__}: {str(e)[:400]}")
+        if name in ctx['notes']: r['note'] = ctx['notes'][name]
+        rows.append(r); save(rows)
+        print(f"  {name}: " + (r['error'][:200] if 'error' in r else
+              f"LDS all {r['all'][0]:+.3f} [{r['all'][1]:+.2f}, {r['all'][2]:+.2f}], losses {r['losses'][0]:+.3f}, "
+              f"steers {r['steers'][0] if r['steers'] else float('nan'):+.3f}") + f" ({r['seconds']:.0f} s)", flush=True)
+    res = save(rows)
+    print(f"\n{res['command']}\nwrote {a.out} ({res['run_seconds']:.0f} s)")
 
 if __name__ == '__main__': main()
