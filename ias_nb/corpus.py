@@ -32,10 +32,11 @@ __all__ = ['ATTRIBUTION_METHODS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 
            'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner',
            'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked',
            'DocumentAttribution', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune',
-           'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'planted_concepts', 'planted_corpus',
-           'average_precision', 'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries',
-           'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores',
-           'logit_norm_scores', 'deflated_scores', 'l1_scores', 'attribution_scores']
+           'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets', 'subset_predictions',
+           'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling', 'planted_concepts',
+           'planted_corpus', 'average_precision', 'max_context', 'projection_difference', 'SketchedInfluence',
+           'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence',
+           'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores', 'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -1016,6 +1017,65 @@ def causal_check(
         mean, low, high = mean_ci(np.mean(cos, axis=0))
         rows.append(dict(documents=name, k=k, cos_mean=mean, ci_low=low, ci_high=high))
     return rows
+
+# %% ../nbs/11_corpus.ipynb #a1d50002
+def random_subsets(n:int, m:int, frac:float=0.5, seed:int=0) -> np.ndarray:
+    "`m` random subsets of `round(frac·n)` of the `n` documents, as an m×n boolean mask (row = subset)."
+    if not 0 < frac < 1: raise ValueError(f"frac must lie in (0, 1), got {frac}")
+    if m < 3: raise ValueError(f"a Spearman over subsets needs m ≥ 3 subsets, got {m}")
+    rng, k = np.random.default_rng(seed), int(round(frac * n))
+    mask = np.zeros((m, n), bool)
+    for row in mask: row[rng.choice(n, k, replace=False)] = True
+    return mask
+
+def subset_predictions(rho, mask:np.ndarray) -> np.ndarray:
+    "Σ_{z∈S} ρ_q(z) for every subset S (mask, M×N) and query q (ρ, Q×N or N): M×Q (or M)."
+    rho = np.asarray(rho, dtype=np.float64)
+    if rho.shape[-1] != mask.shape[1]:
+        raise ValueError(f"ρ has {rho.shape[-1]} documents, the subsets {mask.shape[1]}: score the same corpus")
+    return mask.astype(np.float64) @ rho.T
+
+# %% ../nbs/11_corpus.ipynb #a1d50003
+def column_spearman(a:np.ndarray, b:np.ndarray) -> np.ndarray:
+    "Spearman correlation of each column of `a` with the same column of `b` (M×Q each, ties averaged): Q values."
+    from scipy.stats import rankdata
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape: raise ValueError(f"shapes differ: {a.shape} vs {b.shape} (subsets × queries each)")
+    ra, rb = rankdata(a, axis=0), rankdata(b, axis=0)
+    ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+    den = np.sqrt((ra ** 2).sum(0) * (rb ** 2).sum(0))
+    with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (ra * rb).sum(0) / den, np.nan)
+
+def mean_interval(x:np.ndarray, n_boot:int=2000, seed:int=0) -> tuple:
+    "(mean, 2.5%, 97.5%) of `x` (NaNs dropped), percentile bootstrap over its entries."
+    x = np.asarray(x, np.float64); x = x[~np.isnan(x)]
+    if len(x) == 0: raise ValueError("no finite value to average (every query constant over the subsets?)")
+    boots = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
+    return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+def lds(pred:np.ndarray, meas:np.ndarray, n_boot:int=2000, seed:int=0) -> dict:
+    """Linear datamodeling score: per-query Spearman over subsets of prediction and measurement
+    (M×Q each), averaged over queries, with a 95% bootstrap interval over queries."""
+    per = column_spearman(np.atleast_2d(np.asarray(pred).T).T, np.atleast_2d(np.asarray(meas).T).T)
+    mean, lo, hi = mean_interval(per, n_boot, seed)
+    return dict(lds=mean, low=lo, high=hi, per_query=per.tolist())
+
+# %% ../nbs/11_corpus.ipynb #a1d50004
+def seed_ceiling(meas_a:np.ndarray, meas_b:np.ndarray, **kw) -> dict:
+    """How reproducible the truth is: the LDS of one training seed's measured changes
+    as the prediction of another's, over the same subsets (M×Q each)."""
+    return lds(meas_a, meas_b, **kw)
+
+def datamodel_ceiling(mask:np.ndarray, meas:np.ndarray, alphas=np.logspace(-3, 3, 13), seed:int=0, **kw) -> dict:
+    """A linear datamodel y_q(S) ≈ w_qᵀ1_S + b_q per query, ridge (penalty by leave-one-out over `alphas`)
+    fitted on a random half of the subsets; its LDS on the other half."""
+    from sklearn.linear_model import RidgeCV
+    meas = np.asarray(meas, np.float64).reshape(len(mask), -1)
+    idx = np.random.default_rng(seed).permutation(len(mask)); fit, held = idx[:len(idx) // 2], idx[len(idx) // 2:]
+    X = mask.astype(np.float64)
+    pred = np.stack([RidgeCV(alphas=alphas).fit(X[fit], meas[fit, q]).predict(X[held])
+                     for q in range(meas.shape[1])], 1)
+    return lds(pred, meas[held], **kw)
 
 # %% ../nbs/11_corpus.ipynb #d6e824d4
 def planted_concepts() -> dict:
