@@ -196,7 +196,7 @@ def attribution_corpus(args):
 def attribute(args) -> dict:
     "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
     from ias_nb.models import load_causal_lm
-    corpus = Corpus(args.corpus)
+    corpus = attribution_corpus(args)
     n = len(corpus)
     if n == 0: raise ValueError(f"{args.corpus} holds no documents")
     if args.top > n: raise ValueError(f"--top {args.top} is larger than the corpus ({n} documents)")
@@ -207,16 +207,19 @@ def attribute(args) -> dict:
         raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
     vector = steering_vector_from(args.vector, model, tok, layer)
-    params = None if args.params == 'all' else block_weights(model)
-    if args.method != 'rho': return attribute_by_method(args, model, tok, layer, vector, probes, params, n)
-    r = steer_to_documents(model, tok, layer, vector, probes, str(args.corpus),
-                           identity_preconditioner(args.damping), alpha=args.alpha, k=args.k, heldout=heldout,
+    params = corpus.params if args.index else None if args.params == 'all' else block_weights(model)
+    docs = corpus if args.index else str(args.corpus)
+    precondition = preconditioner_from(args.precondition, model, tok, docs, args.damping, params, args.batch_size)
+    if args.method != 'rho':
+        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, docs, precondition)
+    r = steer_to_documents(model, tok, layer, vector, probes, docs,
+                           precondition, alpha=args.alpha, k=args.k, heldout=heldout,
                            batch_size=args.batch_size, params=params, out=args.out / 'scores')
     ranked = r.top(args.top)
-    texts = picked(str(args.corpus), [i for i, _ in ranked])
+    texts = picked(docs, [i for i, _ in ranked])
     settings = dict(r.settings, command='ias ' + ' '.join(args.argv), method='rho', model=args.model,
-                    corpus=str(args.corpus), n_documents=n, params=args.params, damping=args.damping,
-                    precondition='identity (damping-dominated limit)')
+                    corpus=str(args.index or args.corpus), n_documents=n, params=args.params, damping=args.damping,
+                    precondition=PRECONDITION_HELP[args.precondition], index=str(args.index) if args.index else None)
     res = dict(method='rho', top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
                measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
                share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along, settings=settings)
@@ -249,19 +252,24 @@ def contrast_pairs(spec:str) -> tuple:
         raise ValueError("--method contrast needs the contrast pairs: give --vector caa:POSITIVE_FILE,NEGATIVE_FILE")
     return tuple(map(read_lines, spec[4:].split(',')))
 
-def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int) -> dict:
+def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs=None,
+                        precondition=None) -> dict:
     "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
+    docs = str(args.corpus) if docs is None else docs
+    if args.method in ('cosine', 'projection_difference') and getattr(args, 'index', None):
+        raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
-    scores = attribution_scores(args.method, model, tok, layer, vector, probes, str(args.corpus),
-                                identity_preconditioner(args.damping), params, *pairs, alpha=args.alpha,
+    scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,
+                                precondition or identity_preconditioner(args.damping), params, *pairs,
+                                alpha=args.alpha,
                                 k=args.k, batch_size=args.batch_size).cpu()
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
     settings = dict(command='ias ' + ' '.join(args.argv), method=args.method,
                     method_description=ATTRIBUTION_METHODS[args.method], model=args.model, layer=layer,
-                    corpus=str(args.corpus), n_documents=n, k=args.k, alpha=args.alpha, params=args.params,
-                    damping=args.damping, precondition='identity (damping-dominated limit)')
+                    corpus=str(getattr(args, 'index', None) or args.corpus), n_documents=n, k=args.k, alpha=args.alpha,
+                    params=args.params, damping=args.damping, precondition=PRECONDITION_HELP[args.precondition])
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
-                                        for i, t in zip(top, picked(str(args.corpus), top))],
+                                        for i, t in zip(top, picked(docs, top))],
                measure=[], settings=settings)
     if process_group()[0] == 0:
         out = args.out; out.mkdir(parents=True, exist_ok=True)
@@ -471,8 +479,11 @@ def add_attribute_command(sub):
     vector_help = ('a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), '
                    'or caa:POSITIVE_FILE,NEGATIVE_FILE')
     a.add_argument('--vector', required=True, help=vector_help)
-    a.add_argument('--corpus', required=True, type=Path,
-                   help='.txt (one document per line) or .jsonl (a "text" field)')
+    a.add_argument('--corpus', type=Path,
+                   help='.txt (one document per line) or .jsonl (a "text" field); or give --index')
+    a.add_argument('--index', type=Path, help='a gradient index built by `ias index build`: no pass over the corpus')
+    a.add_argument('--precondition', choices=list(PRECONDITION_HELP), default='identity',
+                   help='(H + λI)⁻¹ on the query: ' + '; '.join(f'{k}: {v}' for k, v in PRECONDITION_HELP.items()))
     a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation '
                                                'prompts); half are held out')
     a.add_argument('--top', type=int, default=20, help='how many documents of largest ρ to list')
@@ -497,6 +508,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument('--seed', type=int, default=0)
     add_experiment_commands(sub)
     add_attribute_command(sub)
+    add_index_command(sub)
+    add_distill_command(sub)
     for c in sub.choices.values():
         c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
         c.add_argument('--out', type=Path, default=Path('ias-out'),
@@ -514,6 +527,7 @@ def main(argv=None):
     matplotlib.use('Agg')
     try:
         if args.command == 'demo': demo(args.out, args.seed, args.device)
+        elif args.command == 'distill': distill_command(args)
         elif args.command == 'attribute':
             if not under_torchrun(argv, args.nproc): attribute(args)
         elif args.command == 'index':

@@ -469,6 +469,8 @@ def document_scores(
 ) -> Tensor: # N scores ⟨query, ∇θ ℓ(z)⟩ (k×N for k queries), float64, in corpus order
     """Score every document z of a corpus against a query:
     ⟨query, ∇θ ℓ(z)⟩, ℓ(z) its mean next-token loss."""
+    if hasattr(docs, 'document_scores'):   # a gradient index (chapter 12) answers without a pass over the corpus
+        return docs.document_scores(model, tokenizer, query)
     corpus = as_corpus(docs, text_field, split)
     queries = [query] if isinstance(query, dict) else list(query)
     if not queries:
