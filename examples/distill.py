@@ -141,9 +141,24 @@ def smollm2(a):
               steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
               seconds=time.time() - t0)
     print('fine-tune:', ft)
-    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [14], splits(4, 4, 6, 16), 3,
-        (0.0, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
-        solver='lsqr', heldout_gamma=False)   # sized for 2 CPU cores shared by six jobs: no second solve   # matrix-free: the dense J_h (4 probes × 49,152 logits × 576) would need GBs here
+    sets = splits(4, 4, 8, 30)
+    ft['solve_profile'] = solve_profile(base, tok, dtheta, 14, sets['probes'])
+    print('solve profile:', ft['solve_profile'])
+    run('smollm2', base, tok, tuned_dir, dtheta, tuned, [4, 14, 24], sets, 4,
+        (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
+        solver='dense', heldout_gamma=False)   # dense: 576 batched JVPs + one SVD; no second solve for held-out γ_v
+
+def solve_profile(base, tok, dtheta, layer, probes) -> dict:
+    """Why LSQR is slow on SmolLM2 here: the seconds of one J_h matvec (a JVP, eager attention) and one rmatvec (a
+    VJP) on the probes, against the dense path's 576 JVPs batched through `vmap` plus one SVD."""
+    from ias_nb.jacobians import LayerJacobians
+    from ias_nb.steering import resolve_layer, centred_last_token_logits
+    cut = LayerJacobians(base, resolve_layer(base, layer), lm_batch(tok, probes), output=centred_last_token_logits,
+                         params=list(dtheta))
+    op = cut.J_h(); u = torch.randn(op.shape[1], generator=torch.Generator().manual_seed(0))
+    t = time.time(); w = op.matvec(u); t_mv = time.time() - t
+    t = time.time(); op.rmatvec(w); t_rmv = time.time() - t
+    return dict(layer=layer, m=op.shape[0], d=op.shape[1], seconds_matvec=t_mv, seconds_rmatvec=t_rmv)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

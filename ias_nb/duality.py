@@ -46,7 +46,7 @@ def _dense_ias(J:Tensor, v:Tensor, damping:float, rtol:Optional[float]) -> IASRe
 
 # %% ../nbs/03_duality.ipynb #44c330ac
 def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxiter:Optional[int],
-                  with_gamma:bool=True) -> IASResult:
+                  with_gamma:bool=True, with_dual:bool=True) -> IASResult:
     "IAS by LSQR on an operator with matvec (JVP) and rmatvec (VJP)."
     solve = lambda mu: lsqr(op.matvec, op.rmatvec, v, damping=mu, atol=atol, btol=atol, maxiter=maxiter)
     rec = solve(damping)
@@ -55,8 +55,9 @@ def _operator_ias(op:LinearOperator, v:Tensor, damping:float, atol:float, maxite
         dual = (fitted - v) / damping                                  # λ_μ from the normal equations
         gamma = (op.matvec(solve(0.0).x).norm() / v.norm()).item() if with_gamma else math.nan
     else:
-        # λ* = −(J_hᵀ)⁺Δh*
-        dual = -lsqr(op.rmatvec, op.matvec, dh, atol=atol, btol=atol, maxiter=maxiter).x
+        # λ* = −(J_hᵀ)⁺Δh*, a second LSQR (with_dual=False: skipped, λ nan)
+        dual = (-lsqr(op.rmatvec, op.matvec, dh, atol=atol, btol=atol, maxiter=maxiter).x if with_dual
+                else torch.full_like(v, math.nan))
         gamma = (fitted.norm() / v.norm()).item()
     return IASResult(dh, dual, dh.norm().item(), (v - fitted).norm().item(), min(gamma, 1.0) if with_gamma
                      else gamma, rec)
@@ -90,6 +91,7 @@ def ias(
     atol:Optional[float]=None,         # LSQR tolerance (default 1e-10 in float64, 1e-6 in float32)
     maxiter:Optional[int]=None,        # LSQR iteration cap
     with_gamma:bool=True,              # matrix-free, damped: γ_v costs an undamped LSQR; False: γ = nan
+    with_dual:bool=True,               # matrix-free, undamped: λ* costs a second LSQR; False: λ = nan
 ) -> IASResult:
     "Influence-aligned steering vector Δh* = J_h⁺v with dual, effort, residual and γ_v."
     if damping < 0: raise ValueError(f"`damping` must be ≥ 0, got {damping}")
@@ -101,7 +103,7 @@ def ias(
         if v.shape != (J_h.shape[0],):
             raise ValueError(f"shape mismatch: operator is {J_h.shape} so `v` needs shape ({J_h.shape[0]},), "
                              f"got {tuple(v.shape)}")
-        return _operator_ias(J_h, v, damping, atol, maxiter, with_gamma)
+        return _operator_ias(J_h, v, damping, atol, maxiter, with_gamma, with_dual)
     (J, dt), (v, _) = as_float64(J_h, 'J_h'), as_float64(v, 'v')
     check_rows(J, v, 'J_h', 'v')
     if v.ndim != 1:

@@ -474,7 +474,7 @@ def ias_vector(
     if solver == 'auto': solver = default_ias_solver(*op.shape)
     J = cut.dense('J_h') if solver == 'dense' else None   # in the model's precision: its rank tolerance
     r = (ias(J.to(v.dtype), v, damping=damping, rtol=rank_rtol(J)) if solver == 'dense'
-         else ias(op, v, damping=damping, maxiter=maxiter))
+         else ias(op, v, damping=damping, maxiter=maxiter, with_dual=False))   # s only: one LSQR, not two
     s = r.delta_h.reshape(-1).detach().to(v.dtype)
     iters = r.record.iters if r.record is not None else 0
     nres = normal_residual(op, s, v, damping)
