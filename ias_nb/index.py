@@ -428,11 +428,27 @@ def _faiss_top(Qp:Tensor, X:Tensor, n:int) -> tuple:
         D, I = faiss.knn(Qp.float().numpy(), X.float().numpy(), min(n, len(X)), metric=faiss.METRIC_INNER_PRODUCT)
     return torch.from_numpy(D).double(), torch.from_numpy(I)
 
+def _shortlist_top(X:Tensor, Qt:Tensor, n:int) -> tuple:
+    """The exact top n of X @ Qt (values, local indices; k×n) for 16-bit rows X without converting them: scores
+    s̃ in the rows' own dtype (float32 accumulation, one 16-bit rounding: |s̃ − s| ≤ ε = 4·eps·max|s̃|), a shortlist
+    of the 2n + 16 largest s̃ rescored in Qt's dtype, kept where the n-th rescored value beats every s̃ outside
+    the shortlist by ε; any query where it does not is answered by the full product."""
+    k, m = Qt.shape[1], min(len(X), 2 * n + 16)
+    approx = (X @ Qt.to(X.dtype)).T.float()                                    # k × c, no float32 copy of X
+    a, loc = approx.topk(m, dim=1)
+    exact = torch.einsum('kmd,dk->km', X[loc.flatten()].to(Qt.dtype).view(k, m, -1), Qt).double()
+    v, j = exact.topk(min(n, m), dim=1); loc = loc.gather(1, j)
+    eps = 4 * torch.finfo(X.dtype).eps * approx.abs().amax(1).double()
+    unsure = (v[:, -1] < a[:, -1].double() + eps) & (m < len(X))
+    for r in unsure.nonzero().flatten().tolist():
+        v[r], loc[r] = (X.to(Qt.dtype) @ Qt[:, r]).double().topk(min(n, len(X)))
+    return v, loc
+
 @patch
 def top_projected(self:GradientIndex, Qp:Tensor, n:int=10, method:str='auto', chunk:int=1 << 16) -> tuple:
     """(values, indices), each k×n: the n documents of largest score for each projected query,
     chunk by chunk over this rank's shards by an exact product or faiss, merged across ranks."""
-    if method == 'auto': method = 'faiss' if len(self) >= 100_000 and _has_faiss() else 'torch'
+    if method == 'auto': method = 'faiss' if len(Qp) > 1 and len(self) >= 100_000 and _has_faiss() else 'torch'
     if method not in ('torch', 'faiss'): raise ValueError(f"method must be 'auto', 'torch' or 'faiss', got {method!r}")
     k, cd = len(Qp), self._compute_dtype()
     best_v, best_i = torch.full((k, 0), -math.inf, dtype=torch.float64), torch.zeros(k, 0, dtype=torch.long)
@@ -442,6 +458,7 @@ def top_projected(self:GradientIndex, Qp:Tensor, n:int=10, method:str='auto', ch
         for j in range(0, len(R), chunk):
             X = R[j:j + chunk]
             if method == 'faiss': v, loc = _faiss_top(Qp, X, n)
+            elif X.dtype in (torch.float16, torch.bfloat16): v, loc = _shortlist_top(X, Qt, n)
             else: v, loc = (X.to(cd) @ Qt).T.double().topk(min(n, len(X)), dim=1)
             best_v, best_i = _merged_top(torch.cat([best_v, v], 1),
                                          torch.cat([best_i, loc + int(self.starts[i]) + j], 1), n)
