@@ -6,6 +6,7 @@ CAA vector of its 10 contrast pairs (no sentence shared with the corpus). Every 
 `document_scores` pass (all concepts' queries stacked, identity and EK-FAC preconditioners); the two activation
 baselines are the hidden-state cosine and persona vectors' projection difference. Writes results/planted_<model>.json
 (per concept × seed rows, summary with bootstrap intervals) and per-document scores for the chapter's figure.
+The JSON is rewritten after every seed; a rerun with the same settings skips the seeds already there (`--fresh` to redo).
 
     python bench/planted.py --model tiny-gpt2 --seeds 2 --ekfac
     python bench/planted.py --model smollm2 --seeds 1 --background 60 --blocks 16 --layer 15 --steps 30 --lr 3e-4 --k 4 --k-param 8
@@ -48,8 +49,9 @@ def main(a):
         blocks = [int(b) for b in a.blocks.split(',')]
         params = [n for n, _ in base.named_parameters() if any(n.startswith(f'model.layers.{b}.mlp.') for b in blocks)]
         trainable = params
-    rows, timing = [], {}
+    rows, timing, figure_data = resume(a, layer)
     for seed in range(a.seeds):
+        if any(r['seed'] == seed for r in rows): print(f'seed {seed}: done in {a.out}, skipped', flush=True); continue
         t1 = time.time()
         if trainable is not None:
             for n, p in base.named_parameters(): p.requires_grad_(n in trainable)
@@ -93,6 +95,18 @@ def main(a):
                                       cosine=cos[name].tolist()) for name, o, n, St in parts[::2 if a.ekfac else 1]}
         write(a, rows, timing, t0, layer, docs, base, params, labels, figure_data)
 
+SAME = ('model', 'background', 'probes', 'steps', 'lr', 'damping', 'k', 'k_param', 'ekfac', 'blocks', 'layer')
+
+def resume(a, layer: str) -> tuple:
+    "Rows, per-seed timings and figure data of the seeds already in `a.out` if its settings match (else a fresh start)."
+    if a.fresh or not Path(a.out).exists(): return [], {}, None
+    old = json.loads(Path(a.out).read_text())
+    diff = [k for k in SAME if old['settings'].get(k) != (vars(a) | dict(layer=layer)).get(k)]
+    if diff: raise SystemExit(f'{a.out} was run with other settings ({", ".join(diff)}): pass --fresh to overwrite it, or --out elsewhere')
+    timing = old.get('timing_per_seed') or {k: [v] for k, v in old['timing'].items() if k != 'total_s'}
+    print(f"resuming: seeds {sorted({r['seed'] for r in old['rows']})} read from {a.out}", flush=True)
+    return old['rows'], timing, old['figure']
+
 def write(a, rows, timing, t0, layer, docs, base, params, labels, figure_data):
     "Summarise the rows so far (bootstrap over concept × seed) and write the JSON."
     methods = list(dict.fromkeys(r['method'] for r in rows))
@@ -101,9 +115,10 @@ def write(a, rows, timing, t0, layer, docs, base, params, labels, figure_data):
         p = np.array([r['precision'] for r in rows if r['method'] == m]); ap = np.array([r['ap'] for r in rows if r['method'] == m])
         ci = lambda x: (float(x.mean()),) * 3 if np.ptp(x) == 0 else mean_ci(x)   # BCa needs spread
         summary[m] = dict(precision=ci(p), ap=ci(ap))
-    res = dict(settings=vars(a) | dict(layer=layer, n_documents=len(docs), n_params=sum(dict(base.named_parameters())[n].numel() for n in params),
+    res = dict(settings=vars(a) | dict(layer=layer, completed_seeds=sorted({r['seed'] for r in rows}), n_documents=len(docs), n_params=sum(dict(base.named_parameters())[n].numel() for n in params),
                                        command='python bench/planted.py ' + ' '.join(sys.argv[1:])),
                timing={k: float(np.mean(v)) for k, v in timing.items()} | dict(total_s=time.time() - t0),
+               timing_per_seed=timing,
                summary=summary, rows=rows, labels=labels, figure=figure_data)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
@@ -120,6 +135,7 @@ if __name__ == '__main__':
     p.add_argument('--ekfac', action='store_true'); p.add_argument('--blocks', default='16', help='smollm2: blocks whose MLP is fine-tuned and scored')
     p.add_argument('--layer', type=int, default=None, help='smollm2: steered block (default: the middle one)')
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--fresh', action='store_true', help='ignore the seeds already saved in --out')
     p.add_argument('--out', default=None, help='default: results/planted_<model>.json')
     a = p.parse_args(); a.out = a.out or f'results/planted_{a.model}.json'
     main(a)
