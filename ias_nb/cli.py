@@ -131,10 +131,10 @@ def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
     return SteeringVector.load(spec).vector
 
 def block_weights(model) -> list:
-    "Names of the weights and biases of the linear layers in the blocks (default θ of `ias attribute`)."
+    "Names of the linear layers in the blocks: their weights and biases are the default θ of `ias attribute`."
     blocks = block_list(model)
-    return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules() for p in ('weight', 'bias')
-            if getattr(m, p, None) is not None and hooked_kind(m) in ('linear', 'conv1d')]
+    return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules()
+            if hooked_kind(m) in ('linear', 'conv1d')]
 
 # %% ../nbs/14_cli.ipynb #7b2b9609
 def attribution_figure(r:DocumentAttribution):

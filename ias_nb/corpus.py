@@ -31,12 +31,13 @@ __all__ = ['ATTRIBUTION_METHODS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 
            'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded',
            'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner',
            'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked',
-           'DocumentAttribution', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune',
-           'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets', 'subset_predictions',
-           'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling', 'planted_concepts',
-           'planted_corpus', 'average_precision', 'max_context', 'projection_difference', 'SketchedInfluence',
-           'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence',
-           'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores', 'attribution_scores']
+           'DocumentAttribution', 'steer_queries', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs',
+           'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets',
+           'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling',
+           'planted_concepts', 'planted_corpus', 'average_precision', 'max_context', 'projection_difference',
+           'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores',
+           'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores',
+           'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -882,6 +883,18 @@ class DocumentAttribution:
                 f"(k = {self.k}); share of t {self.share:.3f}, held out {self.heldout_share:.3f}, "
                 f"along t held out {self.heldout_along:.3f})")
 
+# %% ../nbs/11_corpus.ipynb #5e3a9c21
+def steer_queries(model:nn.Module, tokenizer, layer:str, vector, probes:Sequence[str], precondition:Callable,
+                  names:list, alpha:float=1.0, k:int=8, seed:int=0) -> tuple:
+    """(t, S, queries): the steer's centred shift t = α J_h s on the probes, a k-row sketch S of it
+    (row 0 along t) and the preconditioned queries P J_θᵀ S_j."""
+    _check_probes(tokenizer, probes)
+    t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
+    if t.norm() == 0:
+        raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
+    S = sketch_rows(t, k, seed)
+    return t, S, [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
+
 # %% ../nbs/11_corpus.ipynb #70a730ee
 def steer_to_documents(
     model:nn.Module, tokenizer,
@@ -899,12 +912,8 @@ def steer_to_documents(
 ) -> DocumentAttribution:
     """Trace a steer to documents: ρ(z) for each,
     and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."""
-    _check_probes(tokenizer, probes); names = list(select_params(model, params))
-    t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
-    if t.norm() == 0:
-        raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
-    S = sketch_rows(t, k, seed)
-    queries = [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
+    names = list(select_params(model, params))
+    t, S, queries = steer_queries(model, tokenizer, layer, vector, probes, precondition, names, alpha, k, seed)
     SG = -document_scores(model, tokenizer, docs, queries, batch_size=batch_size, out=out).cpu()   # k×N
     nu, _ = steering_to_measure(SG, S @ t.double().cpu().flatten(), norm='l1')
     idx = [int(i) for i in torch.argsort(nu.abs(), descending=True) if nu[i] != 0]
@@ -1051,14 +1060,19 @@ def column_spearman(a:np.ndarray, b:np.ndarray) -> np.ndarray:
 def mean_interval(x:np.ndarray, n_boot:int=2000, seed:int=0) -> tuple:
     "(mean, 2.5%, 97.5%) of `x` (NaNs dropped), percentile bootstrap over its entries."
     x = np.asarray(x, np.float64); x = x[~np.isnan(x)]
-    if len(x) == 0: raise ValueError("no finite value to average (every query constant over the subsets?)")
+    if len(x) == 0: raise ValueError("no finite value to average")
     boots = x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
     return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 def lds(pred:np.ndarray, meas:np.ndarray, n_boot:int=2000, seed:int=0) -> dict:
     """Linear datamodeling score: per-query Spearman over subsets of prediction and measurement
     (M×Q each), averaged over queries, with a 95% bootstrap interval over queries."""
-    per = column_spearman(np.atleast_2d(np.asarray(pred).T).T, np.atleast_2d(np.asarray(meas).T).T)
+    pred, meas = (np.atleast_2d(np.asarray(a, np.float64).T).T for a in (pred, meas))
+    per = column_spearman(pred, meas)
+    if np.isnan(per).all():
+        flat = lambda a: np.flatnonzero((a == a[:1]).all(0)).tolist()
+        raise ValueError(f"Spearman is undefined for every query: constant over the {len(pred)} subsets are "
+                         f"prediction columns {flat(pred)} and measurement columns {flat(meas)}")
     mean, lo, hi = mean_interval(per, n_boot, seed)
     return dict(lds=mean, low=lo, high=hi, per_query=per.tolist())
 
@@ -1184,12 +1198,8 @@ def influence_queries(model:nn.Module, tokenizer, layer:str, vector, probes:Sequ
                       batch_size:int=8) -> tuple:
     """(queries, S t): the k preconditioned sketch rows (P J_θᵀ S_j, row 0 along t), then the
     behaviour contrast P∇[ℓ̄(neg) − ℓ̄(pos)] when pairs are given."""
-    _check_probes(tokenizer, probes); names = list(select_params(model, params))
-    t = centred(steer_shift(model, tokenizer, layer, vector, probes, alpha))
-    if t.norm() == 0:
-        raise ValueError("the steer does not move the probes' logits (t = 0): check the vector and the layer")
-    S = sketch_rows(t, k, seed)
-    queries = [precondition(readout_query(model, tokenizer, probes, r.view(t.shape).to(t), names)) for r in S]
+    names = list(select_params(model, params))
+    t, S, queries = steer_queries(model, tokenizer, layer, vector, probes, precondition, names, alpha, k, seed)
     if len(positive):
         queries.append(precondition(contrast_gradient(model, tokenizer, positive, negative, names, batch_size)))
     return queries, S @ t.double().cpu().flatten()
