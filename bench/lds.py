@@ -231,6 +231,16 @@ def bergson_scores(ctx) -> np.ndarray:
                                      "loss queries only (a steer's functional is not a document loss)")
     return np.concatenate([(Gq @ G.T).numpy(), np.full((len(ctx['T']), len(ctx['docs'])), np.nan)])
 
+def ours_index(ctx, pre, dims:int=16) -> np.ndarray:
+    "Our scores through a gradient index (chapter 12): rows (P_out δ)(P_in a)ᵀ with k = `dims` per side, float16."
+    import tempfile
+    from ias_nb.index import build_index
+    with tempfile.TemporaryDirectory() as d:
+        ix = build_index(ctx['model'], ctx['tok'], ctx['docs'], d, dims=dims, layers=ctx['mods'], progress=False)
+        ctx['notes'][f'ours, index k={dims}'] = (f"{ix.width:,} float16 values per document "
+                                                 f"({2 * ix.width:,} B) for {len(ctx['mods'])} layers")
+        return document_scores(ctx['model'], ctx['tok'], ix, [pre(q) for q in ctx['qgrads']], progress=False).numpy()
+
 METHODS = {
     'random score (floor)': lambda ctx: np.random.default_rng(1).normal(size=(len(ctx['qgrads']), len(ctx['docs']))),
     'ours, identity': lambda ctx: ours(ctx, identity_preconditioner(ctx['damping'])),
@@ -241,6 +251,8 @@ METHODS = {
     'dattri 0.3 IF-CG': lambda ctx: dattri_scores(ctx, 'IF-CG'),
     'dattri 0.3 TRAK': lambda ctx: dattri_scores(ctx, 'TRAK'),
     'Bergson 2.5.1': bergson_scores,
+    'ours, index k=16, identity': lambda ctx: ours_index(ctx, identity_preconditioner(ctx['damping'])),
+    'ours, index k=16, EK-FAC': lambda ctx: ours_index(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping'])),
 }
 
 # ---------------------------------------------------------------- the run
@@ -292,6 +304,9 @@ def main():
     mask = random_subsets(a.n, a.m, seed=0)
     old = json.load(open(a.out)) if a.reuse else None
     if old:
+        if old.get('threads', 1) != torch.get_num_threads():   # θ₀'s pretraining is bitwise reproducible only so
+            raise SystemExit(f"--reuse: {a.out} was measured with {old.get('threads', 1)} torch thread(s), this run has "
+                             f"{torch.get_num_threads()}: θ₀ would differ; set OMP_NUM_THREADS={old.get('threads', 1)}")
         meas = np.array(old['measurements']); t_train = old['train_seconds']
         assert meas.shape == (a.seeds, a.m, Q), (meas.shape, (a.seeds, a.m, Q))
     else:
@@ -344,7 +359,7 @@ def main():
                               cg_iters=a.cg_iters, cg_docs=a.cg_docs, trak_dim=a.trak_dim,
                               trained_parameters=sum(dict(model.named_parameters())[n].numel() for n in names)),
                    steers=[f"{l}: {k}" for l, k, _ in steers], notes=(old['notes'] if old else {}) | ctx['notes'],
-                   train_seconds=t_train, ceilings=ceilings, rows=rows, measurements=meas.tolist())
+                   threads=torch.get_num_threads(), train_seconds=t_train, ceilings=ceilings, rows=rows, measurements=meas.tolist())
         Path(a.out).parent.mkdir(exist_ok=True, parents=True)
         json.dump(res, open(a.out, 'w'), indent=1, default=float)
         return res
