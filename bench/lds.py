@@ -108,9 +108,10 @@ def query_gradients(ctx) -> list:
     out += [readout_query(model, ctx['tok'], ctx['probes'], T.float(), params=names) for T in ctx['T']]
     return out
 
-def ours(ctx, pre) -> np.ndarray:
-    return document_scores(ctx['model'], ctx['tok'], ctx['docs'], [pre(q) for q in ctx['qgrads']], batch_size=16,
-                           progress=False).numpy()
+def ours(ctx, pre, docs=None) -> np.ndarray:
+    "Our scores of every query, preconditioned by `pre`, over the documents (or an index of them)."
+    return document_scores(ctx['model'], ctx['tok'], ctx['docs'] if docs is None else docs,
+                           [pre(q) for q in ctx['qgrads']], batch_size=16, progress=False).numpy()
 
 def ours_cg(ctx) -> np.ndarray:
     P = cg_preconditioner(ctx['model'], ctx['tok'], ctx['docs'][:ctx['args'].cg_docs], ctx['damping'],
@@ -239,7 +240,7 @@ def ours_index(ctx, pre, dims:int=16) -> np.ndarray:
         ix = build_index(ctx['model'], ctx['tok'], ctx['docs'], d, dims=dims, layers=ctx['mods'], progress=False)
         ctx['notes'][f'ours, index k={dims}'] = (f"{ix.width:,} float16 values per document "
                                                  f"({2 * ix.width:,} B) for {len(ctx['mods'])} layers")
-        return document_scores(ctx['model'], ctx['tok'], ix, [pre(q) for q in ctx['qgrads']], progress=False).numpy()
+        return ours(ctx, pre, ix)
 
 METHODS = {
     'random score (floor)': lambda ctx: np.random.default_rng(1).normal(size=(len(ctx['qgrads']), len(ctx['docs']))),
