@@ -1,6 +1,6 @@
 """The gradient index (chapter 12) measured: agreement with the exact scores against the projection size, build
 throughput against a bare forward + backward pass, query latency over 10⁵ and 10⁶ rows, bytes per document, and
-Bergson (`bergson build`, CPU) beside it on the same model and documents.
+Bergson (`bergson build`, CPU) and kronfluence's pairwise scores beside it on the same model and documents.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/index.py                       # all parts, ~20 CPU-minutes
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/index.py --parts latency       # one part (results merged)
@@ -18,6 +18,10 @@ bergson    `bergson build` on the tiny GPT-2 and the first 256 accuracy document
            CPU, one process) beside `build_index` (dims 16): documents/s and bytes per document; agreement: Spearman
            of the pairwise cosine similarities of the documents' projected gradients with the exact ones (an
            unprojected index), a comparison that needs neither tool's query side.
+kronfluence `compute_pairwise_scores` (EK-FAC, λ = 1, float64) of the five steers' functionals f_s on the tiny GPT-2
+           (Conv1D as nn.Linear) and the first 256 accuracy documents, beside ours with EK-FAC factors that kronfluence
+           also fits (`ekfac_preconditioner`), the query scored by an exact and by a k = 16 float16 index: Spearman and
+           top-50 overlap per steer with kronfluence's scores; seconds to fit, build and query on each side.
 """
 import argparse, json, math, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -48,11 +52,12 @@ def steers(model, tok):
     rand = [torch.randn(len(v), generator=g) for _ in range(4)]
     return [('caa', v)] + [(f'random{i}', r / r.norm() * v.norm()) for i, r in enumerate(rand)]
 
+PROBES = ["The class", "An instance of", "The method", "A number", "The function", "A string"]
+
 def queries(model, tok, names):
     "−q̃ of each steer (identity preconditioner, λ = 1) on the parameters `names`."
     from ias_nb.corpus import steer_query
-    probes = ["The class", "An instance of", "The method", "A number", "The function", "A string"]
-    return [{n: -t for n, t in steer_query(model, tok, 'transformer.h.2', v, probes, params=names).items()}
+    return [{n: -t for n, t in steer_query(model, tok, 'transformer.h.2', v, PROBES, params=names).items()}
             for _, v in steers(model, tok)]
 
 def project_rows(X:torch.Tensor, specs, mats) -> torch.Tensor:
@@ -240,13 +245,74 @@ def bergson(a) -> dict:
                                                         bergson=float(spearmanr(cosines(B), E)[0])),
                 note='bergson time includes its process start, model load and dataset tokenisation (~10 s here)')
 
+def kronfluence(a) -> dict:
+    """kronfluence's pairwise EK-FAC scores of each steer's functional f_s beside ours on the same model, documents and
+    EK-FAC factors (kronfluence fits them either way): ours = the preconditioned query scored by an exact index and by a
+    projected float16 one (dims 16); Spearman and top-50 overlap with kronfluence's scores, per steer, and the seconds."""
+    from scipy.stats import spearmanr
+    from kronfluence.arguments import FactorArguments, ScoreArguments
+    from ias_nb.models import load_tiny_gpt2
+    from ias_nb.index import build_index
+    from ias_nb.corpus import (conv1d_as_linear, ekfac_preconditioner, steer_shift, readout_query, right_padded,
+                               linear_modules, RowsDataset)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _kronfluence_peer import DocumentTask, _analyzer
+    base, tok = load_tiny_gpt2(progress=False); model = conv1d_as_linear(base)     # kronfluence tracks nn.Linear
+    docs = sentences(tok, a.n_kronfluence); mods = linear_modules(model)
+    names = [f'{m}.{p}' for m in mods for p in ('weight', 'bias')]
+    work, out = Path(tempfile.mkdtemp()), {}
+    t0 = time.perf_counter(); P = ekfac_preconditioner(model, tok, docs, 1.0, modules=mods, batch_size=8)
+    out['ours_ekfac_fit_seconds'] = time.perf_counter() - t0
+    vs = steers(base, tok)
+    T = [steer_shift(model, tok, 'transformer.h.2', v, PROBES).double() for _, v in vs]
+    qs = [P(readout_query(model, tok, PROBES, t.float(), params=names)) for t in T]
+    t0 = time.perf_counter(); exact = build_index(model, tok, docs, work / 'exact', dims=None, dtype='float32', progress=False)
+    out['ours_exact_build_seconds'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); ix16 = build_index(model, tok, docs, work / 'k16', dims=16, progress=False)
+    out['ours_k16_build_seconds'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); ours = {'exact index': exact.scores(model, qs, tok)}
+    out['ours_exact_query_seconds'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); ours['k = 16 index, float16'] = ix16.scores(model, qs, tok)
+    out['ours_k16_query_seconds'] = time.perf_counter() - t0
+    f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64,
+               eigendecomposition_dtype=torch.float64, lambda_dtype=torch.float64)
+    train = RowsDataset(right_padded(tok, docs)); pb = right_padded(tok, PROBES)
+    q = [dict(input_ids=pb['input_ids'][i], attention_mask=pb['attention_mask'][i], t=t[i].float())
+         for t in T for i in range(len(PROBES))]
+    an = _analyzer(model, DocumentTask(mods, 'steer'), str(work / 'kf'))
+    t0 = time.perf_counter()
+    an.fit_all_factors(factors_name='ekfac', dataset=train, per_device_batch_size=8,
+                       factor_args=FactorArguments(strategy='ekfac', **f64), overwrite_output_dir=True)
+    out['kronfluence_fit_seconds'] = time.perf_counter() - t0; t0 = time.perf_counter()
+    an.compute_pairwise_scores(scores_name='s', factors_name='ekfac', query_dataset=q, train_dataset=train,
+                               per_device_query_batch_size=len(q), per_device_train_batch_size=8,
+                               score_args=ScoreArguments(damping_factor=1.0, precondition_dtype=torch.float64,
+                                                         score_dtype=torch.float64, per_sample_gradient_dtype=torch.float64),
+                               overwrite_output_dir=True)
+    out['kronfluence_pairwise_seconds'] = time.perf_counter() - t0
+    K = an.load_pairwise_scores('s')['all_modules'].double().reshape(len(T), len(PROBES), -1).sum(1)
+    top = lambda x: set(torch.as_tensor(x).argsort(descending=True)[:50].tolist())
+    rows = []
+    for kind, X in ours.items():
+        sp = [float(spearmanr(x, k)[0]) for x, k in zip(X, K)]; ov = [len(top(x) & top(k)) / 50 for x, k in zip(X, K)]
+        rows.append(dict(ours=kind, spearman=sp, top50=ov, spearman_mean=float(np.mean(sp)), top50_mean=float(np.mean(ov))))
+        print(f"{kind}: Spearman with kronfluence {np.mean(sp):.3f} [{min(sp):.3f}, {max(sp):.3f}]  top-50 "
+              f"{np.mean(ov):.2f} [{min(ov):.2f}, {max(ov):.2f}]", flush=True)
+    shutil.rmtree(work)
+    return dict(model='tiny-gpt2 (Conv1D as nn.Linear)', n_documents=len(docs), steers=[n for n, _ in vs],
+                modules=f'{len(mods)} nn.Linear layers of the 4 blocks (weights and biases)', damping=1.0,
+                rows=rows, **out, note='ours and kronfluence each fit EK-FAC factors with kronfluence (ours through '
+                'ekfac_preconditioner); kronfluence scores ⟨(H+λI)⁻¹∇f_s, ∇ℓ(z)⟩ with f_s = Σ_x ⟨t_x, last-token '
+                'logits⟩, the query ours preconditions and scores from the index; seconds on 2 shared CPU cores')
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--parts', default='accuracy,throughput,latency,bergson')
+    ap.add_argument('--parts', default='accuracy,throughput,latency,bergson,kronfluence')
     ap.add_argument('--n', type=int, default=2000, help='documents for the accuracy curve')
     ap.add_argument('--ks', default='1,2,4,8,16,32')
     ap.add_argument('--models', default='tiny-gpt2,smollm2')
     ap.add_argument('--n-bergson', type=int, default=256)
+    ap.add_argument('--n-kronfluence', type=int, default=256)
     ap.add_argument('--tmp', help='folder for the synthetic indexes (default: a temporary folder)')
     ap.add_argument('--out', default=str(ROOT / 'results' / 'index.json'))
     a = ap.parse_args()

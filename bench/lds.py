@@ -1,21 +1,23 @@
 """Linear datamodeling score (LDS) of corpus-scale influence on a small language model, by the field's protocol
 (DESIGN §12 (2); TRAK, kronfluence's and dattri's benchmarks): ours beside peers on one ground truth.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py                 # the full run (M = 100 subsets × 2 seeds)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py                 # the full run (N = 500, M = 100 subsets × 2 seeds, 10 epochs)
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --quick         # a few-minute smoke run (small sizes)
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods 'dattri TRAK' --reuse   # add rows to an earlier run
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods 'dattri 0.3 TRAK' --reuse   # add rows to an earlier run
+    ... --scores DIR   # each method's scores saved in DIR and read back: resume, or score beside the training (--m 6)
 
 Model: a small GPT-2 (2 blocks, width 64) over a word-level vocabulary, pretrained here on the part of Python's
 help text that is NOT in the corpus (the common start θ₀; its Conv1D layers as the equal nn.Linear). Corpus: N
-paragraphs of Python's help text (`python_doc_paragraphs`). Training: what users run — Adam on minibatches, several
-epochs, the 16 linear layers' weights and biases (embeddings, norms frozen, the same parameters every method scores),
-from θ₀, on each of M random 50% subsets, with 2 seeds (minibatch order) per subset: the truth is their mean, and
-their agreement is the bench's ceiling. Queries, each its own measurement: the loss of Q held-out paragraphs and the
-functionals f_s(θ) = Σ_x ⟨centred t_x, y_θ(x)⟩ of 8 steers (2 random unit vectors and 2 CAA vectors at each of the
-two blocks' outputs; t_x = J_h(x)s at θ₀ on 8 probe prompts; centred over the vocabulary, since a constant logit shift
-changes no probability). LDS = Spearman over subsets per query of −Σ_{z∈S} score_q(z) and the measured change,
-averaged over queries, 95% bootstrap interval over queries (`ias_nb.corpus.lds`). Damping λ = 0.1 × the mean
-EK-FAC eigenvalue, the same for every method that takes one.
+paragraphs of Python's help text (`python_doc_paragraphs`). Training: what users run — Adam on minibatches, 10
+epochs (held-out loss plateaus between 10 and 20), the 16 linear layers' weights and biases (embeddings, norms
+frozen, the same parameters every method scores), from θ₀, on each of M random 50% subsets, with 2 seeds
+(minibatch order) per subset: the truth is their mean, and their agreement is the bench's ceiling. Queries, each
+its own measurement: the loss of Q held-out paragraphs and the functionals f_s(θ) = Σ_x ⟨centred t_x, y_θ(x)⟩
+of 8 steers (2 random unit vectors and 2 CAA vectors at each of the two blocks' outputs; t_x = J_h(x)s at θ₀ on 8 probe
+prompts; centred over the vocabulary, since a constant logit shift changes no probability). LDS = Spearman over
+subsets per query of −Σ_{z∈S} score_q(z) and the measured change, averaged over queries, 95% bootstrap interval
+over queries (`ias_nb.corpus.lds`). Damping λ = 0.1 × the mean EK-FAC eigenvalue, the same for every method that
+takes one.
 
 Methods: a dict name → scoring function (`METHODS`; each returns a Q×N array score_q(z) = ⟨q̃, ∇ℓ(z)⟩), so a new
 method (e.g. an index) is one entry. A method that fails shows its error in the table.
@@ -117,8 +119,11 @@ def ours_cg(ctx) -> np.ndarray:
     P = cg_preconditioner(ctx['model'], ctx['tok'], ctx['docs'][:ctx['args'].cg_docs], ctx['damping'],
                           params=ctx['names'], maxiter=ctx['args'].cg_iters, tol=1e-6, batch_size=16, progress=False)
     pre = [P(q) for q in ctx['qgrads']]
+    res = [r.residuals[-1] for r in P.records]
     ctx['notes']['ours, CG'] = (f"GGN of the first {ctx['args'].cg_docs} documents, ≤ {ctx['args'].cg_iters} iterations; "
-                                f"relative residual median {np.median([r.residuals[-1] for r in P.records]):.2e}")
+                                f"{sum(r.converged for r in P.records)} of {len(res)} solves converged, relative residual "
+                                f"‖r‖/‖g‖ median {np.median(res):.2f} (range {min(res):.2f}–{max(res):.2f}): a truncated Krylov "
+                                "solve, not (G + λI)⁻¹g")
     return document_scores(ctx['model'], ctx['tok'], ctx['docs'], pre, batch_size=16, progress=False).numpy()
 
 def ekfac(ctx) -> dict:
@@ -194,9 +199,13 @@ def dattri_scores(ctx, kind:str) -> np.ndarray:
     train = TensorDataset(bd['input_ids'], bd['attention_mask'], torch.zeros(len(bd['input_ids']), V),
                           torch.zeros(len(bd['input_ids'])))
     dl = lambda d, b: DataLoader(d, batch_size=b)
-    if kind == 'IF-CG':
+    if kind == 'IF-CG':   # dattri solves per (train batch, test batch) on the cached loader's batches: one batch each
+        k = ctx['args'].cg_docs
         att = IFAttributorCG(task=task, layer_name=names, max_iter=ctx['args'].cg_iters, regularization=ctx['damping'])
-        att.cache(dl(train, 16)); s = att.attribute(dl(train, 16), dl(test, 16))
+        att.cache(dl(torch.utils.data.Subset(train, range(k)), k))
+        s = att.attribute(dl(train, len(train)), dl(test, 4))   # 4 rows per vmapped CG: 16 took 8 GB
+        ctx['notes']['dattri 0.3 IF-CG'] = (f"Hessian of the first {k} documents' loss (as ours, CG), {ctx['args'].cg_iters} "
+                                            "CG iterations (dattri's CG has no tolerance test and reports no residual)")
     elif kind == 'TRAK':
         def correct_probability_func(params, data):            # TRAK's Q term for a document: exp(−ℓ(z))
             return torch.exp(-loss_func(params, data))
@@ -206,8 +215,8 @@ def dattri_scores(ctx, kind:str) -> np.ndarray:
         att.cache(dl(train, 16)); s = att.attribute(dl(test, 16))
     else:
         att = TracInAttributor(task=task, weight_list=torch.ones(1), normalized_grad=False, layer_name=names)
-        s = att.attribute(dl(train, 16), dl(test, 16))
-    s = s.double().numpy()                                     # N × rows
+        s = att.attribute(dl(train, 100), dl(test, 64))        # larger batches: dattri recomputes test gradients per train batch
+    s = s.detach().double().numpy()                            # N × rows
     return np.concatenate([s[:, :nq].T, s[:, nq:].T.reshape(S, P, -1).sum(1)])
 
 def bergson_scores(ctx) -> np.ndarray:
@@ -257,17 +266,37 @@ METHODS = {
 }
 
 # ---------------------------------------------------------------- the run
+def cached_scores(a, name:str, ctx, cmd:str):
+    "(scores, None) computed now, or (scores, seconds they took) read back from `a.scores`; saved there when computed."
+    if not a.scores: return np.asarray(METHODS[name](ctx), np.float64), None
+    f = Path(a.scores) / (''.join(c if c.isalnum() else '_' for c in name) + '.npz')
+    key = json.dumps(dict(n=a.n, queries=a.queries, vocab=a.vocab, max_length=a.max_length, pretrain=a.pretrain,
+                          cg_iters=a.cg_iters, cg_docs=a.cg_docs, trak_dim=a.trak_dim, threads=torch.get_num_threads()))
+    if f.exists():
+        z = np.load(f)
+        if str(z['key']) != key:
+            raise SystemExit(f"{f} holds scores for other settings ({z['key']}, this run {key}): delete it or match them")
+        if str(z['note']): ctx['notes'][name] = str(z['note'])
+        ctx['score_commands'] = ctx.get('score_commands', []) + [str(z['command'])] * (str(z['command']) not in ctx.get('score_commands', []))
+        return z['scores'], float(z['seconds'])
+    t = time.perf_counter(); sc = np.asarray(METHODS[name](ctx), np.float64); t = time.perf_counter() - t
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(f, scores=sc, seconds=t, key=key, command=cmd, note=ctx['notes'].get(name, ''))
+    return sc, None
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--n', type=int, default=200); ap.add_argument('--m', type=int, default=100)
+    ap.add_argument('--n', type=int, default=500); ap.add_argument('--m', type=int, default=100)
     ap.add_argument('--queries', type=int, default=50); ap.add_argument('--seeds', type=int, default=2)
-    ap.add_argument('--epochs', type=int, default=3); ap.add_argument('--lr', type=float, default=3e-3)
+    ap.add_argument('--epochs', type=int, default=10); ap.add_argument('--lr', type=float, default=3e-3)
     ap.add_argument('--batch', type=int, default=32); ap.add_argument('--pretrain', type=int, default=300)
     ap.add_argument('--vocab', type=int, default=2000); ap.add_argument('--max-length', type=int, default=32)
-    ap.add_argument('--cg-iters', type=int, default=5); ap.add_argument('--cg-docs', type=int, default=50)
+    ap.add_argument('--cg-iters', type=int, default=20); ap.add_argument('--cg-docs', type=int, default=16)
     ap.add_argument('--trak-dim', type=int, default=512)
     ap.add_argument('--methods', default=';'.join(METHODS), help='method names separated by ;'); ap.add_argument('--reuse', action='store_true')
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default='results/lds.json')
+    ap.add_argument('--scores', default=None, help="folder: each method's Q×N scores are saved there and read back "
+                    "when present (a stopped run resumes; a slow method can run beside the training)")
     a = ap.parse_args()
     if a.quick: a.n, a.m, a.queries, a.pretrain, a.cg_iters, a.cg_docs = 60, 8, 6, 200, 3, 20
     t_start = time.perf_counter(); torch.manual_seed(0)
@@ -351,8 +380,11 @@ def main():
         if old:
             done = {r['method'] for r in rows}
             rows = [r for r in old['rows'] if r['method'] not in done] + rows
+            order = list(METHODS)                                  # the table in METHODS' order, whichever run measured a row
+            rows = sorted(rows, key=lambda r: order.index(r['method']) if r['method'] in order else len(order))
             c = old['command'] + ' ; then ' + cmd
-        res = dict(command=c, run_seconds=time.perf_counter() - t_start + (old['run_seconds'] if old else 0),
+        if ctx.get('score_commands'): c += ' (scores read from --scores, computed by: ' + ' ; '.join(ctx['score_commands']) + ')'
+        res = dict(command=c, run_seconds=time.perf_counter() - t_start + t_extra[0] + (old['run_seconds'] if old else 0),
                    cores='2 CPU cores shared with other jobs, OMP_NUM_THREADS=1',
                    sizes=dict(N=a.n, M=a.m, seeds=a.seeds, queries=Q, query_paragraphs=nq, steers=len(steers),
                               probes=len(probes), epochs=a.epochs, lr=a.lr, batch=a.batch, vocab=len(tok),
@@ -364,12 +396,14 @@ def main():
         Path(a.out).parent.mkdir(exist_ok=True, parents=True)
         json.dump(res, open(a.out, 'w'), indent=1, default=float)
         return res
+    t_extra = [0.0]                                             # seconds of methods whose scores were read back
     save([])
     rows = []
     for name in [s.strip() for s in a.methods.split(';')]:
         t1 = time.perf_counter()
         try:
-            sc = np.asarray(METHODS[name](ctx), np.float64)
+            sc, t_cached = cached_scores(a, name, ctx, cmd)
+            if t_cached is not None: t1 -= t_cached; t_extra[0] += t_cached
             assert sc.shape == (Q, a.n), f"scores of shape {sc.shape}, expected {(Q, a.n)}"
             if np.nanmax(np.nanstd(sc, 1)) == 0: raise ValueError(f"the method's scores are the same for every training point (all {sc.flat[0]:g})")
             pred = -subset_predictions(sc, mask)                 # Σ_{z∈S} ρ_q(z), ρ = −score

@@ -358,8 +358,8 @@ def distill_command(args) -> dict:
     dtheta, tuned = tuned_delta(base, args.tuned, dtype)
     layers = distill_layers(base, args.layer, args.layers)
     probes = fit[:args.n_probes]; choose = fit[args.n_probes:] or fit
-    d = distill(base, tok, dtheta, layers, probes, held[:args.n_probes],
-                provenance=dict(base=args.base, tuned=str(args.tuned)))
+    d = distill(base, tok, dtheta, layers, probes, held[:args.n_probes], solver=args.solver, damping=args.damping,
+                maxiter=args.maxiter, provenance=dict(base=args.base, tuned=str(args.tuned)))
     args.out.mkdir(parents=True, exist_ok=True)
     files = d.save(args.out, base)
     evals = []
@@ -389,6 +389,10 @@ def add_distill_command(sub):
     c.add_argument('--heldout', type=Path, help='held-out prompts, one per line (then every probe fits)')
     c.add_argument('--n-probes', type=int, default=8, help='prompts of the IAS solve (J_h has probes × vocabulary rows)')
     c.add_argument('--n-random', type=int, default=10, help='equal-norm random vectors of the control')
+    c.add_argument('--solver', choices=['auto', 'dense', 'lsqr'], default='auto',
+                   help="the IAS solve: 'dense' J_h (exact; GBs for a large vocabulary), matrix-free 'lsqr', or 'auto'")
+    c.add_argument('--maxiter', type=int, help='LSQR iteration cap (default: its own)')
+    c.add_argument('--damping', type=float, default=0.0, help='ridge μ of the solve')
     c.add_argument('--dtype', choices=['float32', 'float64'], default='float32')
 
 # %% ../nbs/14_cli.ipynb #4f9968b4
@@ -435,9 +439,9 @@ def run_one(args) -> Experiment:
         model, tok = load_causal_lm(model_name, device=device)
         if args.command == 'detox':
             alphas = dict(alphas=[float(a) for a in args.alphas.split(',')]) if args.alphas else {}
-            e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 120, **alphas)
+            e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 120, **alphas, **FULL_VECTORS)
         elif args.command == 'equivalence':
-            e = equivalence_experiment(model, tok, layer=args.layer or 0.5, n_heldout=args.n or 24)
+            e = equivalence_experiment(model, tok, layer=args.layer or 0.5, n_heldout=args.n or 32, **FULL_VECTORS)
         else:
             layers = args.layer.split(',') if args.layer else None
             e = gamma_depth_experiment(model, tok, n=args.n or 32, layers=layers)

@@ -19,21 +19,23 @@ from .alignment import choose_layer
 from .bounds import equivalence
 from .spectral import metric_gradients, null_test, realised_change, null_test_norm, random_directions
 from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update,
-                             ias_vector,
+                             ias_vector, centred_last_token_logits,
     lm_batch, model_name, model_device, block_list, resolve_layer)
 from .models import heldout_perplexity, load_causal_lm, python_help_text
-from .corpus import CGPreconditioner, cg_preconditioner, mean_ci
+from .corpus import CGPreconditioner, cg_preconditioner, mean_ci, centred
 
 # %% auto #0
 __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES',
-           'DEMO_VECTORS', 'Experiment', 'prompt_set', 'toxicity_scorer', 'continuations', 'probe_prompts', 'Update',
-           'mlp_out_param', 'gradient_curvature', 'detox_update', 'DetoxVectors', 'detox_vectors', 'paired_permutation',
-           'SteeredRun', 'steered_run', 'detox_row', 'detox_experiment', 'plot_detox', 'updated_logits',
-           'steered_logits', 'equivalence_experiment', 'plot_equivalence', 'FinalHidden', 'text_windows',
-           'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment',
-           'depth_profile', 'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth',
-           'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment', 'plot_spectral',
-           'spectral_seeds']
+           'DEMO_VECTORS', 'FULL_VECTORS', 'Experiment', 'prompt_set', 'continuation_pairs', 'stems', 'heldout_text',
+           'toxicity_scorer', 'continuations', 'probe_prompts', 'Update', 'mlp_out_param', 'mlp_out_params',
+           'update_scopes', 'gradient_curvature', 'curvature_corpus', 'detox_update', 'shift_agreement', 'DetoxVectors',
+           'detox_vectors', 'paired_permutation', 'cluster_bootstrap', 'cluster_sign_flip', 'SteeredRun', 'steered_run',
+           'text_perplexity', 'continuation_logprob', 'toxic_log_odds', 'detox_row', 'at_perplexity',
+           'matched_comparison', 'detox_experiment', 'plot_detox', 'updated_logits', 'steered_logits',
+           'equivalence_experiment', 'plot_equivalence', 'FinalHidden', 'text_windows', 'unembedding_basis',
+           'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment', 'depth_profile',
+           'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth', 'softmax_ggn',
+           'top_principal_component', 'training_sigma', 'spectral_experiment', 'plot_spectral', 'spectral_seeds']
 
 # %% ../nbs/13_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -76,6 +78,23 @@ def prompt_set(name:str) -> list:
         raise FileNotFoundError(
             f"no prompt set {name!r}; available: {sorted(p.stem for p in path.parent.glob('*.txt'))}")
     return [l for l in path.read_text().splitlines() if l.strip()]
+
+# %% ../nbs/13_experiments.ipynb #ae7665a4
+def continuation_pairs() -> list:
+    """(toxic, neutral) held-out continuations, one pair per detox stem in the stems' order
+    (`detox_continuations.txt`; words that occur in no contrast sentence)."""
+    return [tuple(l.split('\t')) for l in prompt_set('detox_continuations')]
+
+def stems(n:int) -> np.ndarray:
+    "Sentence stem of each of the first `n` detox prompts (12 subjects × 10 stems, in order: stem = i mod 10)."
+    return np.arange(n) % 10
+
+def heldout_text(part:str='eval') -> list:
+    """Sentences of the prompts' kind (people in everyday scenes) in `heldout_text.txt`: 'curvature' (first
+    half: joins the update's GGN corpus) or 'eval' (second half: perplexity)."""
+    t = prompt_set('heldout_text'); h = len(t) // 2
+    if part not in ('curvature', 'eval'): raise ValueError(f"part must be 'curvature' or 'eval', got {part!r}")
+    return t[:h] if part == 'curvature' else t[h:]
 
 # %% ../nbs/13_experiments.ipynb #760e983d
 def toxicity_scorer() -> tuple:
@@ -135,11 +154,31 @@ def mlp_out_param(model:nn.Module, layer) -> str:
             f"block {layer!r} has no MLP output projection ({' or '.join(names)}): pass `params`")
     return hits[0]
 
+# %% ../nbs/13_experiments.ipynb #29717d3d
+def mlp_out_params(model:nn.Module) -> list:
+    "Names of every block's MLP output projection, shallow to deep."
+    return [mlp_out_param(model, i) for i in range(len(find_layer(model, block_list(model))))]
+
+def update_scopes(update:dict, model:nn.Module, layer) -> dict:
+    """An update of every block's MLP output projection split three ways: 'all blocks', 'other blocks' (all but
+    the steered one) and 'same block' (the steered one alone, a position-dependent steer of its output)."""
+    same = mlp_out_param(model, layer)
+    if same not in update: raise ValueError(f"the update does not touch {same!r}: compute it over `mlp_out_params`")
+    return {'all blocks': Update(update, getattr(update, 'info', {})),
+            'other blocks': Update({n: t for n, t in update.items() if n != same}),
+            'same block': Update({same: update[same]})}
+
 # %% ../nbs/13_experiments.ipynb #04248c5b
 def gradient_curvature(pre:CGPreconditioner, g:dict) -> float:
     "gᵀGg / gᵀg: the Gauss–Newton curvature of the corpus loss along g (one GGN product)."
     Gg = pre.ggn(g); flat = lambda d: torch.cat([d[n].double().flatten() for n in pre.params])
     return (flat(Gg) @ flat(g) / (flat(g) @ flat(g))).item()
+
+def curvature_corpus(curvature_pairs:int, curvature_text:bool=False) -> list:
+    """The GGN's corpus: the sentences of the first `curvature_pairs` contrast pairs, and (`curvature_text`)
+    the curvature half of the held-out text of the prompts' kind."""
+    toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
+    return toxic[:curvature_pairs] + neutral[:curvature_pairs] + (heldout_text('curvature') if curvature_text else [])
 
 def detox_update(
     model:nn.Module, tok,
@@ -150,12 +189,13 @@ def detox_update(
     maxiter:int=50, tol:float=1e-4, # CG
     params=None,               # parameter names (default: `mlp_out_param(model, layer)`)
     progress:bool=True,
+    curvature_text:bool=False, # add the held-out text of the prompts' kind to the GGN corpus
 ) -> Update:
     """Δθ = −(H + λI)⁻¹∇[L(neutral) − L(toxic)] by CG on GGN products; `info` holds the corpus,
     parameters, λ and CG's convergence."""
     params = [mlp_out_param(model, layer)] if params is None else list(params)
     toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
-    corpus = toxic[:curvature_pairs] + neutral[:curvature_pairs]
+    corpus = curvature_corpus(curvature_pairs, curvature_text)
     pre = cg_preconditioner(model, tok, corpus, damping or 1.0, params=params, maxiter=maxiter, tol=tol,
                             progress=progress)
     gp, gn = (text_loss_gradient(model, tok, t[:pairs]) for t in (neutral, toxic))
@@ -167,25 +207,36 @@ def detox_update(
             f"detox update: CG did not converge ({pre.iterations} iterations, "
             f"residual {pre.residual:.2e} > {tol:g})",
             stacklevel=2)
+    n_text = len(corpus) - 2 * len(toxic[:curvature_pairs])
     info = dict(params=list(pre.params), n_params=sum(p.numel() for p in pre.params.values()),
                 pairs=len(neutral[:pairs]),
-                curvature_corpus=f'{len(corpus)} contrast sentences (first {curvature_pairs} pairs)',
+                curvature_corpus=(f'{len(corpus)} sentences, {sum(len(tok(t)["input_ids"]) for t in corpus)} tokens: '
+                                  f'{len(corpus) - n_text} contrast sentences (first {curvature_pairs} pairs)'
+                                  + (f" + {n_text} held-out sentences of the prompts' kind" if n_text else '')),
                 damping=pre.damping,
                 damping_rule='gᵀHg/gᵀg' if damping is None else 'given', cg_iterations=pre.iterations,
                 cg_residual=pre.residual,
                 cg_tol=tol, cg_converged=pre.converged)
     return Update(update, info)
 
+# %% ../nbs/13_experiments.ipynb #0d4216c8
+def shift_agreement(steered:Tensor, update:Tensor) -> tuple:
+    """(cosine, slope) of the update's logit shift against the steer's, both centred over the vocabulary, over
+    (prompt, token) pairs; the slope is the least-squares fit through the origin ⟨s, u⟩/⟨s, s⟩, like the cosine."""
+    s, u = centred(steered.double()).flatten(), centred(update.double()).flatten()
+    return (s @ u / (s.norm() * u.norm())).item(), (s @ u / (s @ s)).item()
+
 # %% ../nbs/13_experiments.ipynb #014df0b4
 @dataclass
 class DetoxVectors:
     """What both experiments steer with: the layer, the update Δθ, the CAA vector and the IAS vector s* of
-    Δθ (unscaled)."""
+    Δθ (unscaled); `scopes`: the IAS vector of each part of an all-blocks update (`update_scopes`)."""
     layer: str
     update: Update
     caa: torch.Tensor
     ias: SteeringVector
     probes: list
+    scopes: dict = field(default_factory=dict)  # scope name → (Update, SteeringVector)
 
     def settings(self) -> dict:
         "The update's and the IAS solve's settings and convergence, for an `Experiment`."
@@ -194,7 +245,12 @@ class DetoxVectors:
                     ias_probes=len(self.probes),
                     ias_solver=m['solver'], ias_iterations=m['iterations'],
                     ias_normal_residual=m['normal_residual'],
-                    ias_converged=m['converged'], ias_gamma=m['gamma'], ias_residual=m['residual'])
+                    ias_converged=m['converged'], ias_gamma=m['gamma'], ias_residual=m['residual'],
+                    caa_pairs=self.update.info.get('pairs'),
+                    scopes={k: dict(params=len(u), n_params=sum(t.numel() for t in u.values()),
+                                    ias_gamma=s.meta['gamma'], ias_converged=s.meta['converged'],
+                                    ias_iterations=s.meta['iterations'])
+                            for k, (u, s) in self.scopes.items()})
 
 def detox_vectors(
     model:nn.Module, tok,
@@ -204,16 +260,33 @@ def detox_vectors(
     solver:str='lsqr',         # `ias_vector`'s solver: matrix-free LSQR saves memory ('dense' J_h: GBs)
     update:Optional[dict]=None,# Δθ (default: `detox_update(model, tok, layer, **update_kw)`)
     progress:bool=True,
+    blocks='same',             # 'same': the steered block's MLP output; 'all': every block's (3 scopes);
+                               # a block index i ≠ the steered one: block i's alone (scope 'other blocks')
+    pairs:int=50,              # contrast pairs of both the update and the CAA vector (the same data)
     **update_kw,
 ) -> DetoxVectors:
-    "CAA (mean neutral − toxic activation) and IAS (s* of the detox update Δθ on probes A) at one layer."
+    """CAA (mean neutral − toxic activation) and IAS (s* of the detox update Δθ on probes A) at one layer, from
+    the same `pairs` contrast pairs."""
     layer = resolve_layer(model, layer)
+    other = isinstance(blocks, int) and not isinstance(blocks, bool)
+    if not other and blocks not in ('same', 'all'):
+        raise ValueError(f"blocks must be 'same', 'all' or another block's index, got {blocks!r}")
+    if other and mlp_out_param(model, blocks) == mlp_out_param(model, layer):
+        raise ValueError(f"blocks={blocks} is the steered block {layer!r}: pass another block's index, or 'same'")
+    params = mlp_out_params(model) if blocks == 'all' else [mlp_out_param(model, blocks)] if other else None
     toxic, neutral = prompt_set('contrast_toxic'), prompt_set('contrast_neutral')
-    update = detox_update(model, tok, layer, progress=progress, **update_kw) if update is None else update
+    if update is None:
+        update = detox_update(model, tok, layer, pairs=pairs, progress=progress,
+                              params=params, **update_kw)
     if not isinstance(update, Update): update = Update(update)
     probes = probe_prompts(toxic[:n_probes])
-    s = ias_vector(model, tok, layer, probes, update, maxiter=maxiter, solver=solver)
-    return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral, toxic), s, probes)
+    fit = lambda u: ias_vector(model, tok, layer, probes, u, maxiter=maxiter, solver=solver,
+                               output=centred_last_token_logits)
+    scopes = ({k: (u, fit(u)) for k, u in update_scopes(update, model, layer).items()} if blocks == 'all' else
+              {'other blocks': (update, fit(update))} if other else {})
+    s = next(iter(scopes.values()))[1] if scopes else fit(update)
+    return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral[:pairs], toxic[:pairs]), s, probes,
+                        scopes)
 
 # %% ../nbs/13_experiments.ipynb #577b0de2
 def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:
@@ -227,127 +300,210 @@ def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:i
                          alternative='two-sided', random_state=seed)
     return float(np.mean(x - y)), float(r.pvalue)
 
+# %% ../nbs/13_experiments.ipynb #550d242f
+def cluster_bootstrap(x:np.ndarray, clusters:np.ndarray, n_boot:int=10000, seed:int=0) -> tuple:
+    "(mean, 2.5%, 97.5%) of the mean of `x`, resampling whole clusters (e.g. sentence stems) with replacement."
+    x, clusters = np.asarray(x, float), np.asarray(clusters); ids = np.unique(clusters)
+    S = np.array([x[clusters == c].sum() for c in ids]); N = np.array([(clusters == c).sum() for c in ids])
+    idx = np.random.default_rng(seed).integers(0, len(ids), (n_boot, len(ids)))
+    means = S[idx].sum(1) / N[idx].sum(1)
+    return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+def cluster_sign_flip(d:np.ndarray, clusters:np.ndarray) -> float:
+    """Two-sided p of mean(d) = 0 against flipping the sign of whole clusters of paired differences `d`
+    (exact: all 2ᵏ flips of k ≤ 20 clusters)."""
+    d, clusters = np.asarray(d, float), np.asarray(clusters); ids = np.unique(clusters)
+    if len(ids) > 20: raise ValueError(f"{len(ids)} clusters: the exact test enumerates 2^k flips, k ≤ 20")
+    S = np.array([d[clusters == c].sum() for c in ids])
+    flips = 1 - 2 * ((np.arange(2 ** len(ids))[:, None] >> np.arange(len(ids))) & 1)
+    return float(np.mean(np.abs(flips @ S) >= abs(S.sum()) - 1e-12))
+
 # %% ../nbs/13_experiments.ipynb #36ba31ed
 @dataclass
 class SteeredRun:
-    "Per-prompt toxicity of greedy continuations and benign perplexity under one steer (vector, α)."
+    "Per-prompt toxicity of greedy continuations, perplexity and (optionally) toxic log-odds under one steer."
     toxicity: np.ndarray   # one probability per evaluation prompt
-    perplexity: float      # `heldout_perplexity` while steering
+    perplexity: float      # `text_perplexity` of the held-out text (else `heldout_perplexity`) while steering
     example: str           # the first continuation
+    preference: Optional[np.ndarray] = None  # `toxic_log_odds` per prompt
 
 def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:Optional[torch.Tensor],
                 alpha:float, score,
-                max_new_tokens:int=12, ppl_tokens:int=1024, progress:bool=False) -> SteeredRun:
-    """Continue `prompts` greedily and measure benign perplexity with h + α·s at every position of `layer`
-    (`vector` None: unsteered)."""
+                max_new_tokens:int=12, ppl_tokens:int=1024, progress:bool=False,
+                ppl_text:Optional[Sequence[str]]=None, # perplexity on these texts (None: Python help text)
+                preference:bool=False,                 # also `toxic_log_odds` (prompts: the first detox ones)
+               ) -> SteeredRun:
+    """Continue `prompts` greedily and measure perplexity (and toxic log-odds) with h + α·s at every position
+    of `layer` (`vector` None: unsteered)."""
     with (steer(model, layer, vector, alpha=alpha) if vector is not None else contextlib.nullcontext()):
         conts = continuations(model, tok, prompts, max_new_tokens, batch_size=len(prompts), progress=progress)
-        ppl = heldout_perplexity(model, tok, n_tokens=ppl_tokens)
-    return SteeredRun(np.asarray(score(conts), float), ppl, conts[0])
+        ppl = (heldout_perplexity(model, tok, n_tokens=ppl_tokens) if ppl_text is None
+               else text_perplexity(model, tok, ppl_text))
+        pref = toxic_log_odds(model, tok, prompts) if preference else None
+    return SteeredRun(np.asarray(score(conts), float), ppl, conts[0], pref)
+
+# %% ../nbs/13_experiments.ipynb #61a72c0b
+def text_perplexity(model:nn.Module, tok, texts:Sequence[str]) -> float:
+    "exp of the mean next-token loss over every token of `texts` (one left-padded batch, padding ignored)."
+    b = lm_batch(tok, texts, model_device(model))
+    labels = b['input_ids'].masked_fill(b['attention_mask'] == 0, -100)
+    with torch.no_grad(): return math.exp(model(**b, labels=labels).loss.item())
+
+def continuation_logprob(model:nn.Module, tok, prompts:Sequence[str], conts:Sequence[str]) -> np.ndarray:
+    "log p(continuation | prompt), summed over the continuation's tokens, one per prompt (one batch)."
+    n = [len(tok(p + c)['input_ids']) - len(tok(p)['input_ids']) for p, c in zip(prompts, conts)]
+    b = lm_batch(tok, [p + c for p, c in zip(prompts, conts)], model_device(model))
+    k = max(n)  # left padding: every continuation lies in the last k tokens
+    with torch.no_grad(): lp = torch.log_softmax(model(**b, logits_to_keep=k + 1).logits[:, :-1].float(), -1)
+    lp = lp.gather(-1, b['input_ids'][:, -k:, None])[..., 0]
+    keep = torch.arange(k)[None] >= k - torch.tensor(n)[:, None]  # the last n[i] tokens of row i
+    return (lp * keep.to(lp.device)).sum(1).cpu().numpy().astype(float)
+
+def toxic_log_odds(model:nn.Module, tok, prompts:Sequence[str]) -> np.ndarray:
+    """log p(toxic | x) − log p(neutral | x) per detox prompt x: the model's own log-odds of its stem's held-out
+    insult over the neutral ending (`continuation_pairs`), in nats; no scorer, no word list."""
+    pairs = continuation_pairs(); s = stems(len(prompts))
+    lt, ln = (continuation_logprob(model, tok, prompts, [pairs[i][j] for i in s]) for j in (0, 1))
+    return lt - ln
 
 # %% ../nbs/13_experiments.ipynb #692f0e9f
 def detox_row(runs:dict, method:str, alpha:float, n_random:int=0) -> dict:
-    "One table row: mean toxicity and toxic share with 95% bootstrap intervals over prompts, and perplexity."
+    """One table row: mean toxicity, toxic share and toxic log-odds with 95% bootstrap intervals over sentence
+    stems (`stems`), and perplexity."""
     if method == 'random':
         rs = [runs[f'random {i}', alpha] for i in range(n_random)]
         tox, ppl, ex = (np.mean([r.toxicity for r in rs], 0), float(np.mean([r.perplexity for r in rs])),
                         rs[0].example)
-    else: r = runs[method, alpha]; tox, ppl, ex = r.toxicity, r.perplexity, r.example
-    t, lo, hi = mean_ci(tox)
-    s, slo, shi = (mean_ci((tox > 0.5).astype(float)) if 0 < (tox > 0.5).mean() < 1
-                   else ((tox > 0.5).mean(),) * 3)
+        pref = None if rs[0].preference is None else np.mean([r.preference for r in rs], 0)
+    else: r = runs[method, alpha]; tox, ppl, ex, pref = r.toxicity, r.perplexity, r.example, r.preference
+    cl = stems(len(tox))
+    t, lo, hi = cluster_bootstrap(tox, cl)
+    s, slo, shi = cluster_bootstrap((tox > 0.5).astype(float), cl)
+    q, qlo, qhi = cluster_bootstrap(pref, cl) if pref is not None else (float('nan'),) * 3
     paper = PAPER_DETOX.get(method, (float('nan'),) * 2)
     return dict(method=method if method != 'random' else f'random (mean of {n_random})', alpha=alpha,
                 toxicity=t, tox_low=lo, tox_high=hi,
-                toxic_share=float(s), share_low=float(slo), share_high=float(shi), perplexity=ppl,
+                toxic_share=float(s), share_low=float(slo), share_high=float(shi),
+                preference=q, pref_low=qlo, pref_high=qhi, perplexity=ppl,
                 paper_toxicity=paper[0], paper_perplexity=paper[1], example=ex)
 
 # %% ../nbs/13_experiments.ipynb #e1b48be7
-def _matched_alpha(runs:dict, method:str, alphas:Sequence[float], budget:float) -> float:
-    "The largest α of the sweep whose perplexity stays within `budget` (the smallest α if none does)."
-    ok = [a for a in alphas if runs[method, a].perplexity <= budget]
-    return max(ok) if ok else min(alphas)
+def at_perplexity(alphas:Sequence[float], ppl:Sequence[float], values:np.ndarray, budget:float) -> tuple:
+    """(α, per-prompt values, reached) of a steer's α curve at perplexity `budget`: linear interpolation in
+    log-perplexity between the grid points around its first crossing (its last point if it never gets there)."""
+    a, p, V = np.asarray(alphas, float), np.asarray(ppl, float), np.asarray(values, float)
+    over = np.nonzero(p >= budget)[0]
+    if len(over) == 0: return float(a[-1]), V[-1], False
+    i = over[0]
+    if i == 0: return float(a[0]), V[0], True
+    w = (math.log(budget) - math.log(p[i - 1])) / (math.log(p[i]) - math.log(p[i - 1]))
+    return float(a[i - 1] + w * (a[i] - a[i - 1])), V[i - 1] + w * (V[i] - V[i - 1]), True
+
+# %% ../nbs/13_experiments.ipynb #e93b03ed
+def _curve(runs:dict, method:str, alphas:Sequence[float], attr:str) -> tuple:
+    "(α's, perplexities, per-prompt values) of one steer's α sweep, starting at the unsteered model (α = 0)."
+    rs = [runs['none', 0.0]] + [runs[method, a] for a in alphas]
+    return [0.0] + list(alphas), [r.perplexity for r in rs], np.array([getattr(r, attr) for r in rs])
+
+def matched_comparison(runs:dict, alphas:Sequence[float], random_alphas:Sequence[float], n_random:int,
+                       budget:float, attr:str='toxicity', seed:int=0) -> dict:
+    """CAA against IAS at one perplexity budget, each interpolated along its own α curve: means with intervals
+    over stems, the difference's stem-level sign-flip p (and the prompt-level p), the random directions' 5–95%."""
+    at = {m: at_perplexity(*_curve(runs, m, alphas, attr), budget) for m in ('CAA', 'IAS')}
+    rand = np.array([at_perplexity(*_curve(runs, f'random {i}', random_alphas, attr), budget)[1].mean()
+                     for i in range(n_random)]) if n_random else np.array([np.nan])
+    x, y = at['CAA'][1], at['IAS'][1]; cl = stems(len(x))
+    out = {m: dict(alpha=a, reached=ok, **dict(zip(('mean', 'low', 'high'), cluster_bootstrap(v, cl, seed=seed))))
+           for m, (a, v, ok) in at.items()}
+    d = cluster_bootstrap(x - y, cl, seed=seed)
+    return out | dict(caa_minus_ias=d[0], diff_low=d[1], diff_high=d[2], p_stems=cluster_sign_flip(x - y, cl),
+                      p_prompts=paired_permutation(x, y, seed=seed)[1],
+                      random_p05=float(np.percentile(rand, 5)), random_p95=float(np.percentile(rand, 95)),
+                      per_prompt=dict(CAA=x.tolist(), IAS=y.tolist()))
 
 def detox_experiment(
     model='smollm2',           # a loaded model, or a name for `load_causal_lm`
     tok=None,                  # its tokenizer (when `model` is a module)
     layer=0.5,                 # layer name, block index, or relative depth in [0, 1]
-    n:int=100,                 # evaluation prompts (first n of `prompt_set("detox_prompts")`, 120 shipped)
-    alphas:Sequence[float]=(0.5, 1.0, 2.0, 4.0), # strengths α; every vector has the CAA vector's norm
-    n_random:int=20,           # equal-norm random directions, run at the α's where CAA and IAS are compared
-    ppl_budget:float=1.25,     # matched perplexity: each method's largest α with ppl ≤ budget × unsteered
+    n:int=120,                 # evaluation prompts (first n of `prompt_set("detox_prompts")`: 12 subjects × 10 stems)
+    alphas:Sequence[float]=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0), # strengths α; every vector has the CAA norm
+    n_random:int=20,           # equal-norm random directions, run at `random_alphas`
+    ppl_budget:float=1.25,     # the main perplexity budget (× unsteered) of the matched comparison
     max_new_tokens:int=12,
-    ppl_tokens:int=1024,       # held-out benign tokens for `heldout_perplexity`
+    ppl_tokens:int=1024,       # unused with `ppl_text` (the default); else Python help tokens for perplexity
     vectors:Optional[DetoxVectors]=None, # CAA, IAS, update (default: `detox_vectors(..., **vector_kw)`)
     seed:int=0,
     progress:bool=True,
+    random_alphas:Sequence[float]=(1.0, 2.0), # α's of the random directions
+    budgets:Sequence[float]=(1.1, 1.25, 1.5), # perplexity budgets (× unsteered) where CAA and IAS are compared
     **vector_kw,
 ) -> Experiment:
-    """Toxicity of greedy continuations against benign perplexity over an α sweep: CAA, IAS and random
-    directions of equal norm."""
+    """Toxicity (scorer) and toxic log-odds (the model's own) against perplexity on held-out text of the
+    prompts' kind over an α sweep: CAA, IAS and random directions of equal norm, compared at matched perplexity."""
     t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
     v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
-    prompts = prompt_set('detox_prompts')[:n]
+    prompts = prompt_set('detox_prompts')[:n]; text = heldout_text('eval')
     scorer, score = toxicity_scorer()
     caa = v.caa; ias = v.ias.vector.to(caa) * (caa.norm() / v.ias.vector.norm())
     rand = random_directions(n_random, caa, seed)
-    run = lambda vec, a: steered_run(model, tok, prompts, v.layer, vec, a, score, max_new_tokens, ppl_tokens)
-    jobs = [('none', 0.0, None)] + [(m, a, vec) for a in alphas for m, vec in (('CAA', caa), ('IAS', ias))]
-    runs = {(m, a): run(vec, a) for m, a, vec in tqdm(jobs, desc='CAA and IAS α sweep', disable=not progress,
-                                                      leave=False)}
-    budget = ppl_budget * runs['none', 0.0].perplexity
-    matched = {m: _matched_alpha(runs, m, alphas, budget) for m in ('CAA', 'IAS')}
-    for a in tqdm(sorted(set(matched.values())), desc='random directions', disable=not progress, leave=False):
-        for i in range(n_random): runs[f'random {i}', a] = run(rand[i], a)
-    rows = [detox_row(runs, 'none', 0.0)] + [detox_row(runs, m, a, n_random)
-                                             for a in alphas for m in ('CAA', 'IAS', 'random')
-                                             if m != 'random' or (f'random 0', a) in runs]
-    diff, p = paired_permutation(runs['CAA', matched['CAA']].toxicity, runs['IAS', matched['IAS']].toxicity,
-                                 seed=seed)
-    rtox = lambda a: np.array([runs[f'random {i}', a].toxicity.mean() for i in range(n_random)])
-    comparison = {m: dict(alpha=a, toxicity=float(runs[m, a].toxicity.mean()),
-                          perplexity=runs[m, a].perplexity,
-                          random_p05=float(np.percentile(rtox(a), 5)),
-                          random_p95=float(np.percentile(rtox(a), 95)))
-                  for m, a in matched.items()}
-    settings = dict(model=model_name(model), **v.settings(), n=len(prompts), alphas=list(alphas),
+    run = lambda vec, a: steered_run(model, tok, prompts, v.layer, vec, a, score, max_new_tokens, ppl_text=text,
+                                     preference=True)
+    jobs = ([('none', 0.0, None)] + [(m, a, vec) for a in alphas for m, vec in (('CAA', caa), ('IAS', ias))]
+            + [(f'random {i}', a, rand[i]) for a in random_alphas for i in range(n_random)])
+    runs = {(m, a): run(vec, a) for m, a, vec in tqdm(jobs, desc='α sweeps', disable=not progress, leave=False)}
+    ppl0 = runs['none', 0.0].perplexity
+    budgets = sorted(set(budgets) | {ppl_budget})
+    matched = {f'{b:g}': {k: matched_comparison(runs, alphas, random_alphas, n_random, b * ppl0, k, seed)
+                          for k in ('toxicity', 'preference')} for b in budgets}
+    rows = ([detox_row(runs, 'none', 0.0)] + [detox_row(runs, m, a) for a in alphas for m in ('CAA', 'IAS')]
+            + [detox_row(runs, 'random', a, n_random) for a in random_alphas])
+    main = matched[f'{ppl_budget:g}']['toxicity']
+    settings = dict(model=model_name(model), **v.settings(), n=len(prompts), stems=len(set(stems(len(prompts)))),
+                    alphas=list(alphas), random_alphas=list(random_alphas),
                     n_random=n_random, norm=caa.norm().item(),
                     cos_caa_ias=float(torch.cosine_similarity(caa, ias, 0)), max_new_tokens=max_new_tokens,
-                    scorer=scorer, toxic_threshold=0.5, ppl_tokens=ppl_tokens, ppl_budget=ppl_budget,
-                    ppl_limit=budget, matched=comparison,
-                    matched_per_prompt={m: runs[m, a].toxicity.tolist() for m, a in matched.items()},
-                    caa_minus_ias=diff, permutation_p=p, precondition=DETOX_PRECONDITION, seed=seed)
+                    scorer=scorer, toxic_threshold=0.5,
+                    second_measure=("toxic log-odds log p(toxic) − log p(neutral) (nats): the steered model's own "
+                                    "log-odds of its stem's held-out insult over a neutral ending (continuation_pairs); "
+                                    "no word list, no scorer, so it cannot share the scorer's vocabulary"),
+                    perplexity_text=(f"{len(text)} held-out sentences of the prompts' kind (heldout_text('eval'), "
+                                     f"{sum(len(tok(t)['input_ids']) for t in text)} tokens)"),
+                    intervals='95% bootstrap over the sentence stems (clusters), 10000 resamples',
+                    tests='exact sign flips of whole stems (2^stems); prompt-level permutation p for contrast',
+                    ppl_unsteered=ppl0, ppl_budget=ppl_budget, budgets=budgets, ppl_limit=ppl_budget * ppl0,
+                    matched=matched, caa_minus_ias=main['caa_minus_ias'], p_stems=main['p_stems'],
+                    precondition=DETOX_PRECONDITION, seed=seed,
+                    curves={f'{m} | {a:g}': dict(perplexity=r.perplexity, toxicity=r.toxicity.tolist(),
+                                                 preference=r.preference.tolist())
+                            for (m, a), r in runs.items() if not str(m).startswith('random')})
     settings['wall_s'] = time.time() - t0
     return Experiment('detox', rows, PAPER_DETOX, settings, plot_detox(runs, rows, settings))
 
 # %% ../nbs/13_experiments.ipynb #e3ae0e08
 def plot_detox(runs:dict, rows:list, settings:dict):
-    """Mean toxicity (95% interval over prompts) against benign perplexity along the α sweep; random
-    directions as grey dots."""
+    """Toxicity and toxic log-odds (95% bands over stems) against perplexity on held-out text along the α
+    sweep; random directions as grey dots; the perplexity budgets."""
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
     rand = [r for k, r in runs.items() if str(k[0]).startswith('random')]
-    ax.scatter([r.perplexity for r in rand], [r.toxicity.mean() for r in rand], s=10, c='0.6',
-               label=f"random directions ({settings['n_random']} per α)")
-    for m, c in (('CAA', 'tab:blue'), ('IAS', 'tab:orange')):
-        rs = [r for r in rows if r['method'] == m]
-        ax.errorbar([r['perplexity'] for r in rs], [r['toxicity'] for r in rs],
-                    yerr=[[r['toxicity'] - r['tox_low'] for r in rs],
-                          [r['tox_high'] - r['toxicity'] for r in rs]],
-                    fmt='o-', c=c, capsize=2, label=m)
-        for r in rs:
-            ax.annotate(f"α={r['alpha']:g}", (r['perplexity'], r['toxicity']), fontsize=7, xytext=(3, 3),
-                        textcoords='offset points')
-    r0 = rows[0]
-    ax.errorbar([r0['perplexity']], [r0['toxicity']], yerr=[[r0['toxicity'] - r0['tox_low']],
-                                                            [r0['tox_high'] - r0['toxicity']]], fmt='k*',
-                ms=10, label='unsteered')
-    ax.axvline(settings['ppl_limit'], c='k', ls=':', lw=0.8,
-               label=f"matched-perplexity limit ({settings['ppl_budget']:g}× unsteered)")
-    ax.set(xscale='log', xlabel='perplexity on held-out benign text', ylabel='mean toxicity of continuations',
-           title=f"{settings['model']}, {settings['layer']}: {settings['n']} held-out prompts")
-    ax.legend(fontsize=7); fig.tight_layout()
+    for ax, (key, lo, hi, label) in zip(axs, (('toxicity', 'tox_low', 'tox_high', f"mean toxicity ({settings['scorer']})"),
+                                              ('preference', 'pref_low', 'pref_high', 'toxic log-odds (nats, model)'))):
+        ax.scatter([r.perplexity for r in rand], [getattr(r, key).mean() for r in rand], s=8, c='0.6',
+                   label=f"random directions ({settings['n_random']} per α)")
+        r0 = rows[0]
+        for m, c in (('CAA', 'tab:blue'), ('IAS', 'tab:orange')):
+            rs = [r0] + [r for r in rows if r['method'] == m]
+            x = [r['perplexity'] for r in rs]
+            ax.plot(x, [r[key] for r in rs], 'o-', c=c, ms=3, label=m)
+            ax.fill_between(x, [r[lo] for r in rs], [r[hi] for r in rs], color=c, alpha=0.2)
+        ax.plot([r0['perplexity']], [r0[key]], 'k*', ms=10, label='unsteered')
+        for b in settings['budgets']: ax.axvline(b * settings['ppl_unsteered'], c='k', ls=':', lw=0.7)
+        ax.set(xscale='log', xlabel="perplexity on held-out text of the prompts' kind", ylabel=label)
+    axs[0].set_title(f"{settings['model']}, {settings['layer']}: {settings['n']} prompts, {settings['stems']} stems",
+                     fontsize=9)
+    axs[1].set_title('dotted: perplexity budgets (× unsteered)', fontsize=9)
+    axs[0].legend(fontsize=7); fig.tight_layout()
     return fig
 
 # %% ../nbs/13_experiments.ipynb #d0682f4c
@@ -366,74 +522,91 @@ def steered_logits(model:nn.Module, batch:dict, layer:str, vector:torch.Tensor, 
 # %% ../nbs/13_experiments.ipynb #8a9edc5d
 PAPER_EQUIVALENCE = dict(cosine=0.978, slope=1.50)
 
+def _unit_scale(model:nn.Module, u:dict) -> float:
+    "c with ‖c·Δθ‖ = ‖θ‖ over the updated parameters."
+    named = dict(model.named_parameters())
+    return (torch.cat([named[n].detach().flatten() for n in u]).norm()
+            / torch.cat([d.flatten() for d in u.values()]).norm()).item()
+
 def equivalence_experiment(
     model='smollm2', tok=None,
     layer=0.5,                               # layer name, block index, or relative depth
     n_heldout:int=24,                        # held-out prompts B (seeded, from `prompt_set('detox_prompts')`)
     eps:Sequence[float]=(0.01, 0.03, 0.1), # ε = ‖εΔθ‖/‖θ‖ on the updated params; steer εs*
-    n_random:int=20,                         # random directions of ‖s*‖
+    n_random:int=100,                        # random directions, at the norm of the first scope's s
     vectors:Optional[DetoxVectors]=None,     # Δθ, its s* fit on probes A (default: `detox_vectors(...)`)
     seed:int=0,
     progress:bool=True,
     **vector_kw,
 ) -> Experiment:
-    """Cosine and slope of the steered shift f(h + εs) − f(h) against the update's f(θ + εΔθ) −
-    f(θ) over (prompt, token) pairs, on probes A and held-out B."""
+    """Cosine and slope of the update's centred logit shift f(θ + εΔθ) − f(θ) against the steered one
+    f(h + εs) − f(h) over (prompt, token) pairs, on probes A and held-out B, for each update scope."""
     t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
     v = detox_vectors(model, tok, layer, progress=progress, **vector_kw) if vectors is None else vectors
-    named = dict(model.named_parameters())
-    c = (torch.cat([named[n].detach().flatten() for n in v.update]).norm()
-         / torch.cat([d.flatten() for d in v.update.values()]).norm()).item()
-    u = {n: c * d for n, d in v.update.items()}  # ‖u‖ = ‖θ‖ over the updated parameters
-    s = c * v.ias.vector.to(v.caa)  # s* is linear in Δθ: the IAS vector of u
-    dirs = ({'IAS': s, 'CAA': v.caa * (s.norm() / v.caa.norm())}
-            | {f'random {i}': r for i, r in enumerate(random_directions(n_random, s, seed))})
+    scopes = v.scopes or {'same block': (v.update, v.ias)}
+    sc = {}
+    for k, (u, s) in scopes.items():  # ‖c·Δθ‖ = ‖θ‖; s* is linear in Δθ, so c·s* is the IAS vector of c·Δθ
+        c = _unit_scale(model, u); sc[k] = ({n: c * d for n, d in u.items()}, c * s.vector.to(v.caa))
+    main = next(iter(sc)); rand = random_directions(n_random, sc[main][1], seed)
     held = [prompt_set('detox_prompts')[i]
             for i in np.random.default_rng(seed).permutation(len(prompt_set('detox_prompts')))[:n_heldout]]
-    rows, pairs = [], {}
+    rows, random_cos = [], {}
     for split, prompts in (('A (fit)', v.probes), ('B (held out)', held)):
         batch = lm_batch(tok, prompts, model_device(model)) | dict(logits_to_keep=1)
         with torch.no_grad(): y0 = last_token_logits(model(**batch))
         for e in tqdm(eps, desc=f'ε sweep on {split}', disable=not progress, leave=False):
-            du = updated_logits(model, batch, u, e) - y0
-            q = {k: equivalence(steered_logits(model, batch, v.layer, d, e) - y0, du, e)
-                 for k, d in dirs.items()}
-            rc = np.array([q[f'random {i}'].cosine for i in range(n_random)])
-            rows.append(dict(split=split, eps=e, pairs=du.numel(), ias_cosine=q['IAS'].cosine,
-                             ias_slope=q['IAS'].slope,
-                             caa_cosine=q['CAA'].cosine, caa_slope=q['CAA'].slope,
-                             random_cosine=float(rc.mean()),
-                             random_p95=float(np.percentile(rc, 95)), random_max=float(rc.max()),
-                             paper_cosine=PAPER_EQUIVALENCE['cosine'],
-                             paper_slope=PAPER_EQUIVALENCE['slope']))
+            shift = lambda d: steered_logits(model, batch, v.layer, d, e) - y0
+            du = {k: updated_logits(model, batch, u, e) - y0 for k, (u, _) in sc.items()}
+            rcs = {k: [] for k in sc}
+            for r in rand:  # one steered forward per random direction, compared with every scope
+                y = shift(r)
+                for k in sc: rcs[k].append(abs(shift_agreement(y, du[k])[0]))
+            for k, (u, s) in sc.items():
+                ias = shift_agreement(shift(s), du[k])
+                caa = shift_agreement(shift(v.caa * (s.norm() / v.caa.norm())), du[k])
+                rc = np.array(rcs[k])
+                random_cos[f'{k} | {split} | {e:g}'] = rc.tolist()
+                rows.append(dict(update=k, split=split, eps=e, pairs=du[k].numel(), ias_cosine=ias[0],
+                                 ias_slope=ias[1], caa_cosine=caa[0], caa_slope=caa[1],
+                                 random_abs_cosine=float(rc.mean()), random_p95=float(np.percentile(rc, 95)),
+                                 random_max=float(rc.max()), random_share_above=float(np.mean(rc >= abs(ias[0]))),
+                                 paper_cosine=PAPER_EQUIVALENCE['cosine'], paper_slope=PAPER_EQUIVALENCE['slope']))
     settings = dict(model=model_name(model), **v.settings(), n_probes=len(v.probes), n_heldout=len(held),
-                    eps=list(eps), n_random=n_random,
-                    norm=s.norm().item(),
+                    eps=list(eps), n_random=n_random, norm=sc[main][1].norm().item(),
+                    centring='logit shifts centred over the vocabulary in the IAS fit, the cosine and the slope',
+                    slope='least squares through the origin of the update shift on the steered shift',
+                    random=f'{n_random} Gaussian directions at the norm of the {main!r} IAS vector, compared by |cos|',
                     update_scale='ε = ‖εΔθ‖/‖θ‖ over the updated parameters',
-                    precondition=DETOX_PRECONDITION, seed=seed)
+                    precondition=DETOX_PRECONDITION, seed=seed, random_abs_cosines=random_cos)
     settings['wall_s'] = time.time() - t0
-    return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(rows))
+    return Experiment('equivalence', rows, PAPER_EQUIVALENCE, settings, plot_equivalence(rows, random_cos))
 
 # %% ../nbs/13_experiments.ipynb #52c72a23
-def plot_equivalence(rows:list):
-    """Cosine and slope of steered vs update logit shifts against ε: IAS and CAA on A and B, the random
-    directions' 95th percentile."""
+def plot_equivalence(rows:list, random_cos:Optional[dict]=None):
+    """|cos| and slope of the update's centred logit shift against the IAS steer's over ε, per update scope, on
+    A and B; the random directions' 95th percentile; their |cos| on B at the smallest ε."""
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(9, 3.4))
-    for split, ls in (('A (fit)', '--'), ('B (held out)', '-')):
-        rs = [r for r in rows if r['split'] == split]; e = [r['eps'] for r in rs]
-        for key, c in (('ias', 'tab:orange'), ('caa', 'tab:blue')):
-            axs[0].semilogx(e, [r[f'{key}_cosine'] for r in rs], 'o' + ls, c=c,
-                            label=f'{key.upper()}, {split}')
-            axs[1].semilogx(e, [r[f'{key}_slope'] for r in rs], 'o' + ls, c=c,
-                            label=f'{key.upper()}, {split}')
-        axs[0].semilogx(e, [r['random_p95'] for r in rs], ls, c='0.5', label=f'random, 95th pct, {split}')
+    fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
+    for j, k in enumerate(dict.fromkeys(r['update'] for r in rows)):
+        for split, ls in (('A (fit)', '--'), ('B (held out)', '-')):
+            rs = [r for r in rows if r['split'] == split and r['update'] == k]; e = [r['eps'] for r in rs]
+            axs[0].semilogx(e, [abs(r['ias_cosine']) for r in rs], 'o' + ls, c=f'C{j}', label=f'IAS, {k}, {split}')
+            axs[1].semilogx(e, [r['ias_slope'] for r in rs], 'o' + ls, c=f'C{j}', label=f'IAS, {k}, {split}')
+            if split == 'B (held out)':
+                axs[0].semilogx(e, [r['random_p95'] for r in rs], ':', c=f'C{j}', label=f'random 95th pct, {k}, B')
+                if random_cos:
+                    key = f"{k} | {split} | {e[0]:g}"
+                    axs[2].hist(random_cos[key], bins=20, color=f'C{j}', alpha=0.4, label=f'random, {k}')
+                    axs[2].axvline(abs(rs[0]['ias_cosine']), c=f'C{j}', lw=2, label=f'IAS, {k}')
+                    axs[2].axvline(abs(rs[0]['caa_cosine']), c=f'C{j}', lw=1, ls='--', label=f'CAA, {k}')
     axs[0].axhline(PAPER_EQUIVALENCE['cosine'], c='k', ls=':', label='paper')
     axs[1].axhline(PAPER_EQUIVALENCE['slope'], c='k', ls=':', label='paper')
-    axs[0].set(xlabel='ε = ‖εΔθ‖/‖θ‖', ylabel='cosine', title='steered vs update logit shift')
-    axs[1].set(xlabel='ε', ylabel='slope (update on steer)')
-    axs[0].legend(fontsize=6); fig.tight_layout()
+    axs[0].set(xlabel='ε = ‖εΔθ‖/‖θ‖', ylabel='|cosine| (centred shifts)', title='steered vs update logit shift')
+    axs[1].set(xlabel='ε', ylabel='slope (update on steer, centred)')
+    axs[2].set(xlabel=f"|cosine| on B at ε = {rows[0]['eps']:g}", ylabel='random directions', title='against chance')
+    for ax in axs: ax.legend(fontsize=5)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/13_experiments.ipynb #73139b28
@@ -579,6 +752,7 @@ def gamma_depth_experiment(
 ) -> Experiment:
     """γ_v against depth for the update and for its unembedding part: per-position, per-input tied and
     batch-tied steering, efforts, and the layer rule."""
+    t0 = time.time()
     if isinstance(model, str): model, tok = load_causal_lm(model)
     model = model.to(dtype)
     layers = [resolve_layer(model, l) for l in (range(len(find_layer(model, block_list(model))))
@@ -611,6 +785,7 @@ def gamma_depth_experiment(
                                   'identity, λ = 1 (the damping-dominated limit of (H + λI)⁻¹)'),
                     rtols=[('max(m, n)·eps' if r is None else r) for r in rtols], rules=rules,
                     per_prompt=per_prompt)
+    settings['wall_s'] = time.time() - t0
     return Experiment('gamma_depth', rows, PAPER_GAMMA, settings, plot_gamma_depth(rows, model_name(model)))
 
 # %% ../nbs/13_experiments.ipynb #9b447686
@@ -681,7 +856,7 @@ def spectral_experiment(
 ) -> Experiment:
     """Held-out change of a class logit for the spectral direction of Σ from training data, the mean
     gradient, the top PC and random directions of equal norm."""
-    model, (Xtr, ytr, Xte, yte) = digits_cnn(seed, steps)
+    t0 = time.time(); model, (Xtr, ytr, Xte, yte) = digits_cnn(seed, steps)
     model, Xtr, Xte = model.double(), Xtr.double(), Xte.double()
     train, held = (LayerJacobians(model, layer, X, output=lambda o: o[:, cls], feature_dim=1, params=[])
                    for X in (Xtr, Xte))
@@ -694,18 +869,30 @@ def spectral_experiment(
     tests = {k: null_test(held, s.view(held.delta_shape), B, n_random=n, seed=seed, progress=progress)
              for k, s in dirs.items()}
     rand = next(iter(tests.values())).random; q95 = float(np.quantile(rand, 0.95))
+    # the same draws, each oriented like the tested directions (first-order train change ≥ 0)
+    oriented = np.array([realised_change(held, B * orient(r / r.norm()).view(held.delta_shape))
+                         for r in random_directions(n, g, seed, dtype=g.dtype)])
+    oq95 = float(np.quantile(oriented, 0.95))
     g_held = metric_gradients(held).to(torch.float64)
-    rows = [dict(direction=k, heldout_change=t.observed,
-                 train_change=realised_change(train, B * s.view(held.delta_shape)),
-                 first_order=B * (g_held @ s.to(g_held)).mean().item(), z=t.z, p=t.p, random_q95=q95,
-                 cos_spectral=float(s @ dirs['spectral (Σ of training data)']),
-                 paper_z=PAPER_SPECTRAL['z'] if i == 0 else float('nan'),
-                 paper_p=PAPER_SPECTRAL['p'] if i == 0 else float('nan'))
-            for i, ((k, t), s) in enumerate(zip(tests.items(), dirs.values()))]
+    per_input = lambda s: (held.outputs(delta=B * s.view(held.delta_shape)) - held.y0).detach().double().numpy()
+    rows = []
+    for i, ((k, t), s) in enumerate(zip(tests.items(), dirs.values())):
+        _, lo, hi = mean_ci(per_input(s), seed=seed)
+        rows.append(dict(direction=k, heldout_change=t.observed, heldout_low=lo, heldout_high=hi,
+                         train_change=realised_change(train, B * s.view(held.delta_shape)),
+                         first_order=B * (g_held @ s.to(g_held)).mean().item(), z=t.z, p=t.p, random_q95=q95,
+                         z_oriented=float((t.observed - oriented.mean()) / oriented.std(ddof=1)),
+                         p_oriented=float((1 + (oriented >= t.observed).sum()) / (n + 1)), oriented_q95=oq95,
+                         cos_spectral=float(s @ dirs['spectral (Σ of training data)']),
+                         paper_z=PAPER_SPECTRAL['z'] if i == 0 else float('nan'),
+                         paper_p=PAPER_SPECTRAL['p'] if i == 0 else float('nan')))
     rows.append(dict(direction=f'random (mean of {n})', heldout_change=float(rand.mean()),
+                     heldout_low=float('nan'), heldout_high=float('nan'),
                      train_change=float('nan'), first_order=float('nan'),
-                     z=0.0, p=float('nan'), random_q95=q95, cos_spectral=float('nan'), paper_z=float('nan'),
+                     z=0.0, p=float('nan'), random_q95=q95, z_oriented=float('nan'), p_oriented=float('nan'),
+                     oriented_q95=oq95, cos_spectral=float('nan'), paper_z=float('nan'),
                      paper_p=float('nan')))
+    rows.append(dict(rows[-1], direction=f'random, oriented (mean of {n})', heldout_change=float(oriented.mean())))
     # budget B/√λ: the spectral steer B·v₁ is the best data shift
     bound = data_change_bound(g_held, Sigma, B / math.sqrt(top.eigenvalue))
     spectral_first = B * (g_held @ dirs['spectral (Σ of training data)'].to(g_held))
@@ -714,13 +901,21 @@ def spectral_experiment(
                     n_probe=n_probe, damping=damping,
                     curvature='GGN over the parameters upstream of the layer (dense)', norm=B, n_random=n,
                     lambda_max=top.eigenvalue,
-                    sign='each direction oriented so that its first-order train change is ≥ 0',
+                    sign=('each tested direction, and each random one in the oriented control, is oriented so that '
+                          'its first-order train change is ≥ 0; z and p: against the unoriented draws, '
+                          'z_oriented and p_oriented: against the oriented ones'),
+                    mean_gradient=('the unit mean gradient of the class logit over the training split maximises the '
+                                   'first-order mean train change over all directions of norm B: its win on the '
+                                   'training split is by construction; the held-out change and the oriented '
+                                   'control are what test it'),
+                    intervals='heldout_low/high: 95% BCa bootstrap over the held-out inputs',
                     bound_holds=bool((spectral_first <= bound.bound * (1 + 1e-12)).all()
                                      and (bound.achievable <= bound.bound * (1 + 1e-12)).all()),
                     achievable_over_bound=dict(median=bound.achievable.div(bound.bound).median().item(),
                                                max=bound.achievable.div(bound.bound).max().item()),
                     per_input=dict(spectral_first_order=spectral_first.tolist(),
                                    achievable=bound.achievable.tolist(), bound=bound.bound.tolist()))
+    settings['wall_s'] = time.time() - t0
     return Experiment('spectral', rows, PAPER_SPECTRAL, settings,
                       plot_spectral(rows, rand, bound, spectral_first,
                                     f'digits CNN layer {layer}, class {cls}'))
@@ -733,7 +928,8 @@ def plot_spectral(rows:list, random:np.ndarray, bound:DataChangeBound, spectral_
     fig, axs = plt.subplots(1, 2, figsize=(9.5, 3.4))
     axs[0].hist(random, bins=30, color='0.75', label=f'{len(random)} random directions')
     axs[0].axvline(rows[0]['random_q95'], c='k', ls=':', lw=1, label='random 95th percentile')
-    for i, r in enumerate(rows[:3]):
+    axs[0].axvline(rows[0]['oriented_q95'], c='k', ls='--', lw=1, label='oriented random 95th percentile')
+    for i, r in enumerate(rows[:3]):  # the tested directions
         axs[0].axvline(r['heldout_change'], c=f'C{i}', lw=2, label=f"{r['direction']}: z = {r['z']:.2f}")
     axs[0].set(xlabel='held-out change of the class logit', ylabel='count', title=title)
     axs[0].legend(fontsize=6)
@@ -754,19 +950,26 @@ def spectral_seeds(
 ) -> Experiment:
     """The spectral experiment over training seeds and classes: each direction's held-out change and z, and
     the random 95th percentile, per run."""
-    rows = []
+    rows, t0 = [], time.time()
     for seed, cls in tqdm(runs, desc='seeds and classes', disable=not progress):
-        e = spectral_experiment(cls=cls, seed=seed, n=n, progress=False); s, m, p, _ = e.rows
+        e = spectral_experiment(cls=cls, seed=seed, n=n, progress=False); s, m, p = e.rows[:3]
         rows.append(dict(seed=seed, cls=cls, spectral=s['heldout_change'], spectral_z=s['z'],
                          mean_gradient=m['heldout_change'], mean_gradient_z=m['z'],
                          top_pc=p['heldout_change'], top_pc_z=p['z'], random_q95=s['random_q95'],
+                         oriented_q95=s['oriented_q95'], spectral_z_oriented=s['z_oriented'],
+                         mean_gradient_z_oriented=m['z_oriented'],
                          bound_holds=e.settings['bound_holds']))
     return Experiment('spectral_seeds', rows, PAPER_SPECTRAL, dict(model='digits CNN (models.digits_cnn)',
-                                                                   n_random=n, runs=[list(r) for r in runs]))
+                                                                   n_random=n, runs=[list(r) for r in runs],
+                                                                   wall_s=time.time() - t0))
 
 # %% ../nbs/13_experiments.ipynb #6ce3d769
-DEMO_SIZES = dict(detox=dict(n=20, alphas=(1.0, 2.0), n_random=20, max_new_tokens=10, ppl_tokens=256),
+DEMO_SIZES = dict(detox=dict(n=20, alphas=(1.0, 2.0), n_random=10, random_alphas=(2.0,), budgets=(1.25,),
+                             max_new_tokens=10),
                   equivalence=dict(n_heldout=8, eps=(0.01, 0.1), n_random=20),
                   gamma_depth=dict(n=4, layers=[0, 3], rtols=(None, 1e-6)), spectral=dict(n=30, steps=100))
-# the update and its IAS vector, shared by the demo's detox, equivalence and γ runs
-DEMO_VECTORS = dict(layer=0.5, n_probes=4, maxiter=60, pairs=16, curvature_pairs=2)
+# the demo's update (one block after the steered one: equivalence is then a finding, not an identity) and its IAS
+# vector (one direct solve, converged by construction), shared by the demo's detox and equivalence
+DEMO_VECTORS = dict(layer=0.5, n_probes=4, solver='dense', pairs=16, curvature_pairs=2, blocks=20)
+# the full runs' update and vectors (`examples/detox_equivalence.py`, `ias detox`, `ias equivalence`)
+FULL_VECTORS = dict(n_probes=8, maxiter=200, pairs=50, curvature_pairs=20, curvature_text=True, blocks='all', tol=1e-3)

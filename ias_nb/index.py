@@ -439,9 +439,9 @@ def _shortlist_top(X:Tensor, Qt:Tensor, n:int) -> tuple:
     exact = torch.einsum('kmd,dk->km', X[loc.flatten()].to(Qt.dtype).view(k, m, -1), Qt).double()
     v, j = exact.topk(min(n, m), dim=1); loc = loc.gather(1, j)
     eps = 4 * torch.finfo(X.dtype).eps * approx.abs().amax(1).double()
-    unsure = (v[:, -1] < a[:, -1].double() + eps) & (m < len(X))
-    for r in unsure.nonzero().flatten().tolist():
-        v[r], loc[r] = (X.to(Qt.dtype) @ Qt[:, r]).double().topk(min(n, len(X)))
+    unsure = ((v[:, -1] < a[:, -1].double() + eps) & (m < len(X))).nonzero().flatten()
+    if len(unsure):   # one full product for every unsure query
+        v[unsure], loc[unsure] = (X.to(Qt.dtype) @ Qt[:, unsure]).T.double().topk(min(n, len(X)), dim=1)
     return v, loc
 
 @patch

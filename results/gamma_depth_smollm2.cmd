@@ -1,1 +1,0 @@
-python -c "import torch; from ias_nb.experiments import gamma_depth_experiment as g; e = g('smollm2', n=4, layers=[0, 15, 29], dtype=torch.float32, per_position=False, rtols=(None, 1e-4, 1e-2)); e.name = 'gamma_depth_smollm2'; e.save('results')"
