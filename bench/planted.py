@@ -104,6 +104,7 @@ def resume(a, layer: str) -> tuple:
     diff = [k for k in SAME if old['settings'].get(k) != (vars(a) | dict(layer=layer)).get(k)]
     if diff: raise SystemExit(f'{a.out} was run with other settings ({", ".join(diff)}): pass --fresh to overwrite it, or --out elsewhere')
     timing = old.get('timing_per_seed') or {k: [v] for k, v in old['timing'].items() if k != 'total_s'}
+    a.note = a.note or old['settings'].get('note', '')             # the note travels with the seeds it describes
     print(f"resuming: seeds {sorted({r['seed'] for r in old['rows']})} read from {a.out}", flush=True)
     return old['rows'], timing, old['figure']
 
@@ -132,6 +133,7 @@ if __name__ == '__main__':
     p.add_argument('--probes', type=int, default=16); p.add_argument('--steps', type=int, default=60)
     p.add_argument('--lr', type=float, default=1e-3); p.add_argument('--damping', type=float, default=1.0)
     p.add_argument('--k', type=int, default=8); p.add_argument('--k-param', type=int, default=16)
+    p.add_argument('--note', default='', help='a sentence kept in the JSON settings (on resume: the stored one unless given)')
     p.add_argument('--ekfac', action='store_true'); p.add_argument('--blocks', default='16', help='smollm2: blocks whose MLP is fine-tuned and scored')
     p.add_argument('--layer', type=int, default=None, help='smollm2: steered block (default: the middle one)')
     p.add_argument('--threads', type=int, default=1)

@@ -1,6 +1,7 @@
 """The README's end-to-end case: fine-tune a model on a corpus with planted concepts, save it, index the corpus once,
 then trace several steers — each built from contrast pairs that share no sentence with the corpus — against that one
-index with `ias attribute`'s default method, beside chance and the activation (hidden-state cosine) baseline.
+index with `ias attribute`'s default method for an index (the contrast of the vector's pairs), beside chance and the
+activation (hidden-state cosine) baseline.
 
     OMP_NUM_THREADS=1 python examples/planted_index.py [--work ias-out/planted_index] [--out results/steers_from_index.json]
 
@@ -8,16 +9,16 @@ The corpus and concepts are `bench/planted.py`'s (150 Python help paragraphs + 4
 `ias_nb/data/planted_concepts.json`) and so is the fine-tune (the tiny GPT-2, 60 AdamW steps, lr 1e-3, batch 8,
 seed 0). The model is saved with `save_pretrained`, so every step after it is a plain `ias` command on the saved
 folder; they run in this process through `ias_nb.cli.main` and are recorded as the commands to type. For each concept:
-the default method against the index (no pass over the corpus), the same method by an exact corpus pass, and
-`--method cosine` (the baseline reads activations, so it takes the corpus). Precision@32 = the share of the top 32
-documents that carry the concept (32 per concept, chance 32/278), with Clopper–Pearson 95% intervals. A few minutes
+the index's default method against the index (no pass over the corpus), the same method by an exact corpus pass,
+and `--method cosine` (the baseline reads activations, so it takes the corpus; it is the default with --corpus).
+Precision@32 = the share of the top 32 documents that carry the concept (32 per concept, chance 32/278), with Clopper–Pearson 95% intervals. A few minutes
 on a CPU. Writes results/steers_from_index.json; the work folder (model, corpus, index, each run's attribution.json) stays.
 """
 import argparse, contextlib, io, json, time
 from pathlib import Path
 import torch
 from scipy.stats import binomtest
-from ias_nb.corpus import planted_concepts, planted_corpus, python_doc_paragraphs, finetune, DEFAULT_ATTRIBUTION
+from ias_nb.corpus import planted_concepts, planted_corpus, python_doc_paragraphs, finetune, default_attribution
 from ias_nb.models import load_tiny_gpt2
 from ias_nb.cli import main as ias
 
@@ -68,8 +69,9 @@ def main():
     for name in planted_concepts():
         vec = f"caa:{w / f'{name}_positive.txt'},{w / f'{name}_negative.txt'}"
         common = ['attribute', '--model', str(model), '--layer', '2', '--vector', vec, '--top', '32']
-        runs = dict(index=common + ['--index', str(w / 'index'), '--out', str(w / name / 'index')],
-                    exact=common + ['--corpus', str(w / 'corpus.jsonl'), '--out', str(w / name / 'exact')],
+        method = ['--method', default_attribution(texts=False)]   # the index's default, named for the exact pass too
+        runs = dict(index=common + method + ['--index', str(w / 'index'), '--out', str(w / name / 'index')],
+                    exact=common + method + ['--corpus', str(w / 'corpus.jsonl'), '--out', str(w / name / 'exact')],
                     cosine=common + ['--corpus', str(w / 'corpus.jsonl'), '--method', 'cosine',
                                      '--out', str(w / name / 'cosine')])
         row = dict(concept=name, chance=labels.count(name) / len(docs))
@@ -83,7 +85,7 @@ def main():
     mean = {k: sum(r[k]['precision'] for r in rows) / len(rows) for k in ('index', 'exact', 'cosine')}
     res = dict(settings=dict(command='python examples/planted_index.py', model='tiny-gpt2', layer='transformer.h.2',
                              n_documents=len(docs), background=a.background, steps=a.steps, lr=a.lr, seed=a.seed,
-                             dims=a.dims, default_method=DEFAULT_ATTRIBUTION, commands=commands),
+                             dims=a.dims, default_method=default_attribution(texts=False), commands=commands),
                timing=dict(finetune_s=finetune_s, build_s=build_s,
                            index_query_s=[r['index']['seconds'] for r in rows], total_s=time.time() - t0),
                rows=rows, mean_precision=mean)

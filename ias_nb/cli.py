@@ -14,16 +14,15 @@ from .jacobians import find_layer
 from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
                              export_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
-                           process_group, hooked_kind, ATTRIBUTION_METHODS, DEFAULT_ATTRIBUTION, attribution_scores)
+                           process_group, hooked_kind, ATTRIBUTION_METHODS, default_attribution, attribution_scores)
 
 # %% auto #0
-__all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'DEFAULT_METHOD', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device',
-           'report_markdown', 'report_html', 'demo_experiments', 'demo', 'read_lines', 'steering_vector_from',
-           'block_weights', 'attribution_figure', 'attribution_markdown', 'conv1d_transposed', 'preconditioner_from',
-           'attribution_corpus', 'attribute', 'add_method_option', 'contrast_pairs', 'attribute_by_method',
-           'under_torchrun', 'tuned_delta', 'distill_layers', 'distill_markdown', 'distill_command',
-           'add_distill_command', 'index_build', 'add_index_command', 'run_one', 'add_experiment_commands',
-           'add_attribute_command', 'parser', 'main']
+__all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html',
+           'demo_experiments', 'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure',
+           'attribution_markdown', 'conv1d_transposed', 'preconditioner_from', 'attribution_corpus', 'attribute',
+           'add_method_option', 'method_of', 'contrast_pairs', 'attribute_by_method', 'under_torchrun', 'tuned_delta',
+           'distill_layers', 'distill_markdown', 'distill_command', 'add_distill_command', 'index_build',
+           'add_index_command', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -196,6 +195,7 @@ def attribution_corpus(args):
 def attribute(args) -> dict:
     "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
     from ias_nb.models import load_causal_lm
+    args.method = method_of(args)
     corpus = attribution_corpus(args)
     n = len(corpus)
     if n == 0: raise ValueError(f"{args.corpus} holds no documents")
@@ -238,13 +238,17 @@ def _write_attribution(out:Path, res:dict, r:DocumentAttribution):
 
 
 # %% ../nbs/14_cli.ipynb #3db6c052
-DEFAULT_METHOD = DEFAULT_ATTRIBUTION # the best method on chapter 11's planted-concept benchmark
-
 def add_method_option(a):
     "The `--method` option of `ias attribute`."
-    a.add_argument('--method', choices=sorted(ATTRIBUTION_METHODS), default=DEFAULT_METHOD,
-                   help=f"how documents are ranked (default {DEFAULT_METHOD}, the best on the planted-concept "
-                        "benchmark): " + '; '.join(f'{k}: {v}' for k, v in ATTRIBUTION_METHODS.items()))
+    a.add_argument('--method', choices=sorted(ATTRIBUTION_METHODS),
+                   help="how documents are ranked (default: the best on chapter 11's planted-concept benchmark that runs "
+                        f"on the inputs: {default_attribution()} with --corpus; with --index, {default_attribution(False)} "
+                        f"for a caa: vector, else {default_attribution(False, False)}): "
+                        + '; '.join(f'{k}: {v}' for k, v in ATTRIBUTION_METHODS.items()))
+
+def method_of(args) -> str:
+    "`--method`, or the default for the inputs given (`default_attribution`)."
+    return args.method or default_attribution(texts=args.index is None, pairs=args.vector.startswith('caa:'))
 
 def contrast_pairs(spec:str) -> tuple:
     "(positive, negative) texts of a `caa:POSITIVE_FILE,NEGATIVE_FILE` vector spec (for `--method contrast`)."

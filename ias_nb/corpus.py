@@ -23,21 +23,21 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_po
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
-__all__ = ['ATTRIBUTION_METHODS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards', 'token_ids', 'rank_batches',
-           'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'recorded_calls', 'hooked_scores',
-           'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores',
-           'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores',
-           'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner', 'identity_preconditioner',
-           'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded',
-           'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner',
-           'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked',
-           'DocumentAttribution', 'steer_queries', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs',
-           'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets',
-           'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling',
-           'planted_concepts', 'planted_corpus', 'average_precision', 'max_context', 'projection_difference',
-           'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores',
-           'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores',
-           'attribution_scores']
+__all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards',
+           'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'recorded_calls',
+           'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum',
+           'gathered_scores', 'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores',
+           'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
+           'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear',
+           'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
+           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
+           'shares', 'picked', 'DocumentAttribution', 'steer_queries', 'steer_to_documents', 'documents_to_steer',
+           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check',
+           'random_subsets', 'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling',
+           'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision', 'max_context',
+           'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries',
+           'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores',
+           'l1_scores', 'default_attribution', 'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -1268,8 +1268,17 @@ ATTRIBUTION_METHODS = {
     'projection_difference': "activation baseline (persona vectors): the text's projection on the vector "
                              "minus that of the model's own continuation",
 }
-# the method that measures best on the planted-concept benchmark (results/planted_*.json): `ias attribute`'s default
-DEFAULT_ATTRIBUTION = 'logit_norm'
+# best first by mean precision@32 over both models' concept × seed cells of the planted-concept benchmark
+ATTRIBUTION_RANKING = ('cosine', 'contrast', 'unit', 'rho', 'l1', 'logit_norm', 'projection_difference', 'deflated')
+NEEDS_TEXTS = ('cosine', 'projection_difference')   # activation baselines: they read the documents, not an index
+
+def default_attribution(texts:bool=True, # the documents' texts are at hand (a corpus, not only a gradient index)
+                        pairs:bool=True, # the vector's contrast pairs are at hand
+                       ) -> str:
+    "The best-measured method of `ATTRIBUTION_RANKING` that runs on what is given."
+    return next(m for m in ATTRIBUTION_RANKING if (texts or m not in NEEDS_TEXTS) and (pairs or m != 'contrast'))
+
+DEFAULT_ATTRIBUTION = default_attribution()   # `ias attribute`'s default when it has the texts and the pairs
 
 def attribution_scores(
     method:str,                 # a key of `ATTRIBUTION_METHODS`
@@ -1285,7 +1294,7 @@ def attribution_scores(
     "Every document's score by one attribution method or activation baseline (larger: more of the concept)."
     if method not in ATTRIBUTION_METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTRIBUTION_METHODS)}")
-    if method in ('cosine', 'projection_difference'):
+    if method in NEEDS_TEXTS:
         f = hidden_cosines if method == 'cosine' else projection_difference
         return f(model, tokenizer, layer, list(as_corpus(docs)), vector, batch_size=batch_size,
                  max_length=max_length)

@@ -29,9 +29,9 @@ __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMM
            'DEMO_VECTORS', 'FULL_VECTORS', 'Experiment', 'prompt_set', 'continuation_pairs', 'stems', 'heldout_text',
            'toxicity_scorer', 'continuations', 'probe_prompts', 'Update', 'mlp_out_param', 'mlp_out_params',
            'update_scopes', 'gradient_curvature', 'curvature_corpus', 'detox_update', 'shift_agreement', 'DetoxVectors',
-           'detox_vectors', 'paired_permutation', 'cluster_bootstrap', 'cluster_sign_flip', 'SteeredRun', 'steered_run',
-           'text_perplexity', 'continuation_logprob', 'toxic_log_odds', 'detox_row', 'at_perplexity',
-           'matched_comparison', 'detox_experiment', 'plot_detox', 'updated_logits', 'steered_logits',
+           'detox_vectors', 'paired_permutation', 'cluster_sums', 'cluster_bootstrap', 'cluster_sign_flip',
+           'SteeredRun', 'steered_run', 'text_perplexity', 'continuation_logprob', 'toxic_log_odds', 'detox_row',
+           'at_perplexity', 'matched_comparison', 'detox_experiment', 'plot_detox', 'updated_logits', 'steered_logits',
            'equivalence_experiment', 'plot_equivalence', 'FinalHidden', 'text_windows', 'unembedding_basis',
            'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment', 'depth_profile',
            'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth', 'softmax_ggn',
@@ -301,21 +301,24 @@ def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:i
     return float(np.mean(x - y)), float(r.pvalue)
 
 # %% ../nbs/13_experiments.ipynb #550d242f
+def cluster_sums(x:np.ndarray, clusters:np.ndarray) -> tuple:
+    "(sum of `x`, size) per cluster, clusters in sorted order."
+    ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    return np.bincount(inv, np.asarray(x, float), len(ids)), np.bincount(inv, minlength=len(ids))
+
 def cluster_bootstrap(x:np.ndarray, clusters:np.ndarray, n_boot:int=10000, seed:int=0) -> tuple:
     "(mean, 2.5%, 97.5%) of the mean of `x`, resampling whole clusters (e.g. sentence stems) with replacement."
-    x, clusters = np.asarray(x, float), np.asarray(clusters); ids = np.unique(clusters)
-    S = np.array([x[clusters == c].sum() for c in ids]); N = np.array([(clusters == c).sum() for c in ids])
-    idx = np.random.default_rng(seed).integers(0, len(ids), (n_boot, len(ids)))
+    x = np.asarray(x, float); S, N = cluster_sums(x, clusters)
+    idx = np.random.default_rng(seed).integers(0, len(S), (n_boot, len(S)))
     means = S[idx].sum(1) / N[idx].sum(1)
     return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 def cluster_sign_flip(d:np.ndarray, clusters:np.ndarray) -> float:
     """Two-sided p of mean(d) = 0 against flipping the sign of whole clusters of paired differences `d`
     (exact: all 2ᵏ flips of k ≤ 20 clusters)."""
-    d, clusters = np.asarray(d, float), np.asarray(clusters); ids = np.unique(clusters)
-    if len(ids) > 20: raise ValueError(f"{len(ids)} clusters: the exact test enumerates 2^k flips, k ≤ 20")
-    S = np.array([d[clusters == c].sum() for c in ids])
-    flips = 1 - 2 * ((np.arange(2 ** len(ids))[:, None] >> np.arange(len(ids))) & 1)
+    S, _ = cluster_sums(d, clusters)
+    if len(S) > 20: raise ValueError(f"{len(S)} clusters: the exact test enumerates 2^k flips, k ≤ 20")
+    flips = 1 - 2 * ((np.arange(2 ** len(S))[:, None] >> np.arange(len(S))) & 1)
     return float(np.mean(np.abs(flips @ S) >= abs(S.sum()) - 1e-12))
 
 # %% ../nbs/13_experiments.ipynb #36ba31ed
