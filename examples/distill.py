@@ -5,8 +5,9 @@ equal-norm random vectors.
     OMP_NUM_THREADS=1 python examples/distill.py tiny      # tiny GPT-2, full fine-tune on ias_nb/data/contrast_neutral.txt
     OMP_NUM_THREADS=1 python examples/distill.py smollm2   # SmolLM2-135M + a rank-4 LoRA trained on examples/data/cheerful.txt
         # blocks 4 (below the LoRA), 14, 24; dense solve on 4 probes (576 batched JVPs + one SVD per layer) and a
-        # second one on 4 held-out prompts for their γ_v: ~25 min on 2 shared cores, peak ~6 GB. LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle
-        # core) and in float32 had not met its 1e-6 test after 200 iterations (normal residual 2e-4).
+        # second one on 4 held-out prompts for their γ_v: 22 min (17 min of CPU time) on 2 shared cores, peak ~6 GB.
+        # LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle core) and in float32 had not met
+        # its 1e-6 test after 200 iterations (normal residual 2e-4).
 
 Writes results/distill_<name>.json and one figure per layer, results/distill_<name>_<layer>.png. The fine-tuned
 model (tiny) or adapter (smollm2) is kept under ias_nb's cache, so `ias distill --base ... --tuned <that folder>`
