@@ -4,9 +4,10 @@ equal-norm random vectors.
 
     OMP_NUM_THREADS=1 python examples/distill.py tiny      # tiny GPT-2, full fine-tune on ias_nb/data/contrast_neutral.txt
     OMP_NUM_THREADS=1 python examples/distill.py smollm2   # SmolLM2-135M + a rank-4 LoRA trained on examples/data/cheerful.txt
-        # blocks 4 (below the LoRA), 14, 24; dense solve on 4 probes (576 batched JVPs + one SVD per layer): 16 min
-        # on 2 shared cores, peak ~6 GB. LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle
-        # core) and in float32 had not met its 1e-6 test after 200 iterations (normal residual 2e-4).
+        # blocks 4 (below the LoRA), 14, 24; dense solve on 4 probes (576 batched JVPs + one SVD per layer) and a
+        # second one on 4 held-out prompts for their γ_v: 22 min (17 min of CPU time) on 2 shared cores, peak ~6 GB.
+        # LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle core) and in float32 had not met
+        # its 1e-6 test after 200 iterations (normal residual 2e-4).
 
 Writes results/distill_<name>.json and one figure per layer, results/distill_<name>_<layer>.png. The fine-tuned
 model (tiny) or adapter (smollm2) is kept under ias_nb's cache, so `ias distill --base ... --tuned <that folder>`
@@ -48,11 +49,11 @@ def splits(n_probe:int, n_gamma:int, n_fit:int, n_held:int) -> dict:
 
 def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:dict, n_random:int, alphas,
         finetune:dict, command:str, t0:float, solver:str='auto', heldout_gamma:bool=True):
-    t1 = time.time()
+    t1, c1 = time.time(), time.process_time()
     d = distill(base, tok, dtheta, layers, sets['probes'], sets['gamma_heldout'],
                 provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver,
                 heldout_gamma=heldout_gamma)
-    t_distill = time.time() - t1
+    t_distill, c_distill = time.time() - t1, time.process_time() - c1
     evals = []
     for layer, sv in d.vectors.items():
         ev = evaluate_distillation(base, tuned, tok, layer, sv.vector, sets['alpha_fit'], sets['heldout'],
@@ -68,6 +69,7 @@ def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:di
                     changed_numel=sum(t.numel() for t in dtheta.values()), layers=list(d.vectors),
                     prompts={k: len(v) for k, v in sets.items()}, alphas=list(alphas), n_random=n_random,
                     solver=solver, heldout_gamma=heldout_gamma, seconds_distill=t_distill, seconds=time.time() - t0,
+                    cpu_seconds_distill=c_distill, cpu_seconds=time.process_time(),
                     cli=f"ias distill --base {name if name == 'tiny-gpt2' else 'smollm2'} --tuned {tuned_dir} "
                         f"--layers {','.join(str(l) for l in layers)} --probes ias_nb/data/eval_prompts.txt --out ias-out")
     out = dict(settings=settings, rows=d.rows, choice=dict(layer=d.choice.layer, reason=d.choice.reason),
@@ -149,7 +151,7 @@ def smollm2(a):
     print('solve profile:', ft['solve_profile'])
     run('smollm2', base, tok, tuned_dir, dtheta, tuned, [4, 14, 24], sets, 4,
         (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
-        solver='dense', heldout_gamma=False)   # dense: 576 batched JVPs + one SVD; no second solve for held-out γ_v
+        solver='dense')   # dense: 576 batched JVPs + one SVD per solve; a second solve on held-out prompts for their γ_v
 
 def solve_profile(base, tok, dtheta, layer, probes) -> dict:
     """Why LSQR is slow on SmolLM2 here: the seconds of one J_h matvec (a JVP, eager attention) and one rmatvec (a
