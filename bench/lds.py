@@ -5,6 +5,7 @@
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --quick         # a few-minute smoke run (small sizes)
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods 'dattri 0.3 TRAK' --reuse   # add rows to an earlier run
     ... --scores DIR   # each method's scores saved in DIR and read back: resume, or score beside the training (--m 6)
+    ... --reuse --methods 'Bergson 2.5.1 TrackStar;Bergson 2.5.1 EK-FAC;Bergson 2.5.1 TRAK'   # Bergson's own pipelines
 
 Model: a small GPT-2 (2 blocks, width 64) over a word-level vocabulary, pretrained here on the part of Python's
 help text that is NOT in the corpus (the common start θ₀; its Conv1D layers as the equal nn.Linear). Corpus: N
@@ -75,8 +76,9 @@ def pretrained_start(tok, text:str, steps:int, seed:int=0):
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     return conv1d_as_linear(model.eval()).eval()
 
-def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:int, seed:int):
-    "θ_S: Adam on the mean document loss of the given rows, `epochs` passes in a seeded random order, `names` only."
+def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:int, seed:int, keep:dict=None):
+    """θ_S: Adam on the mean document loss of the given rows, `epochs` passes in a seeded random order, `names` only
+    (`keep`, a dict, receives the optimizer and its parameters' names)."""
     m = copy.deepcopy(model0).train()
     for n, p in m.named_parameters(): p.requires_grad_(n in names)
     opt = torch.optim.Adam([p for n, p in m.named_parameters() if n in names], lr=lr)
@@ -85,6 +87,7 @@ def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:
         for idx in torch.randperm(n, generator=g).split(batch_size):
             loss = text_losses(m, trim_padding([{k: v[i] for k, v in batches.items()} for i in idx.tolist()])).mean()
             opt.zero_grad(); loss.backward(); opt.step()
+    if keep is not None: keep.update(opt=opt, names=[n for n, p in m.named_parameters() if n in names])
     return m.eval()
 
 def measurements(m, ctx) -> np.ndarray:
@@ -241,13 +244,90 @@ def bergson_scores(ctx) -> np.ndarray:
                                      "loss queries only (a steer's functional is not a document loss)")
     return np.concatenate([(Gq @ G.T).numpy(), np.full((len(ctx['T']), len(ctx['docs'])), np.nan)])
 
-def ours_index(ctx, pre, dims:int=16) -> np.ndarray:
-    "Our scores through a gradient index (chapter 12): rows (P_out δ)(P_in a)ᵀ with k = `dims` per side, float16."
+def bergson_pipeline(ctx, kind:str) -> np.ndarray:
+    """Bergson 2.5.1's own end-to-end pipelines, run in-process on CPU as its CLI runs them (`bergson trackstar`,
+    `bergson ekfac`, `bergson trak`): θ₀ saved as a transformers GPT-2 (its Conv1D layers: the same function and the
+    same scores), the tokenizer beside it, documents and query paragraphs as datasets on disk; the 8 linear layers'
+    weights and biases (`include_bias`), each document's mean next-token loss (`loss_reduction='mean'`).
+    TrackStar: the second moments of Adam training on all N documents (the run the bench retrains on halves) as the
+    optimizer normalizer, per-module random projection (Bergson's default k = 16 per side), the projected gradients'
+    autocorrelation as H, H^-1/2 on both sides with unit normalisation, damping 0.1 × its mean eigenvalue (Bergson's
+    default); the query set's Hessian is not mixed in (50 paragraphs, i.i.d. with the documents). EK-FAC: KFAC factors
+    with eigenvalue correction (labels sampled from the model, Bergson's default), unprojected, inverted with the bench's
+    absolute λ. TRAK: log-odds gradients projected globally to `--trak-dim` dimensions, their Gram (damping 0.1 × its
+    mean eigenvalue), the (1 − p) weights. Loss queries only (a steer's functional is not a document loss): NaN rows.
+    Run under torch's RNG seeded 0 (EK-FAC samples labels), then restored: a row does not depend on the methods before it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return _bergson_pipeline(ctx, kind)
+
+def _bergson_pipeline(ctx, kind:str) -> np.ndarray:
+    import tempfile
+    from datasets import Dataset
+    from transformers import GPT2LMHeadModel
+    from transformers.pytorch_utils import Conv1D
+    from bergson.config.config import (DataConfig, QuerySetConfig, IndexConfig, TrackstarIndexConfig, TrackstarConfig,
+                                       TrakConfig, HessianConfig, HessianPipelineConfig, ScoreConfig, PreprocessConfig,
+                                       InversionConfig)
+    gpt = GPT2LMHeadModel(copy.deepcopy(ctx['model'].config)).eval()
+    conv = {n for n, m in gpt.named_modules() if isinstance(m, Conv1D)}
+    tr = lambda k, v: v.T if k.endswith('.weight') and k.rpartition('.')[0] in conv else v   # nn.Linear ↔ Conv1D storage
+    gpt.load_state_dict({k: tr(k, v) for k, v in ctx['model'].state_dict().items()})
+    with torch.no_grad():
+        b = ctx['qbatch']; same = torch.allclose(gpt(**b).logits, ctx['model'](**b).logits, atol=1e-5)
+    assert same, "the Conv1D copy of θ₀ computes other logits"
+    with tempfile.TemporaryDirectory() as d:
+        gpt.save_pretrained(f'{d}/model'); ctx['tok'].save_pretrained(f'{d}/model')
+        for name, t in (('docs', ctx['docs']), ('queries', ctx['queries'])):
+            Dataset.from_dict({'text': list(t)}).save_to_disk(f'{d}/{name}')
+        common = dict(run_path=f'{d}/run', model=f'{d}/model', data=DataConfig(dataset=f'{d}/docs'), include_bias=True,
+                      loss_reduction='mean', token_batch_size=ctx['model'].config.n_positions, precision='fp32')
+        query = QuerySetConfig(dataset=f'{d}/queries', aggregation='none')
+        if kind == 'TrackStar':
+            from bergson.cli.trackstar import trackstar
+            a = ctx['args']; keep = {}
+            train_on(ctx['model'], right_padded(ctx['tok'], ctx['docs']), ctx['names'], a.lr, a.epochs, a.batch, seed=0, keep=keep)
+            pname = dict(zip(keep['names'], keep['opt'].param_groups[0]['params']))
+            st = {i: dict(exp_avg_sq=tr(n, keep['opt'].state[pname[n]]['exp_avg_sq'].detach().clone()), param_name=n)
+                  for i, n in enumerate(keep['names'])}
+            torch.save(dict(state=st, param_groups=[dict(params=list(st))]), f'{d}/optimizer.pt')
+            icfg = TrackstarIndexConfig(**common, optimizer_state=f'{d}/optimizer.pt')
+            trackstar(icfg, TrackstarConfig(query=query, preprocess_cfg=PreprocessConfig(unit_normalize=True),
+                                           mix_hessians=False, stats_sample_size=None))
+            note = (f"`bergson trackstar`: Adam second moments of training on all N as the normaliser, per-module "
+                    f"projection k = {icfg.projection_dim} per side, the projected gradients' autocorrelation as H, "
+                    "H^-1/2 on both sides and unit normalisation, damping 0.1 × its mean eigenvalue; query Hessian not mixed")
+        elif kind == 'EK-FAC':
+            from bergson.hessians.pipeline import hessian_pipeline
+            inv = InversionConfig(inversion='absolute_damped_inverse', damping_factor=ctx['damping'])
+            hessian_pipeline(IndexConfig(**common), HessianConfig(method='kfac', ev_correction=True), ScoreConfig(),
+                             PreprocessConfig(ev_correction=True, inversion_cfg=inv),
+                             HessianPipelineConfig(query=query, inversion_cfg=inv))
+            note = ("`bergson ekfac`: KFAC factors with eigenvalue correction (labels sampled from the model), "
+                    "unprojected, (H + λI)⁻¹ with the bench's λ")
+        else:
+            from bergson.cli.trak import trak
+            inv = InversionConfig(damping_factor=0.1)
+            icfg = TrackstarIndexConfig(**common | dict(loss_fn='log_odds', projection_target='global',
+                                                        projection_dim=ctx['args'].trak_dim))
+            trak(icfg, TrakConfig(query=query, preprocess_cfg=PreprocessConfig(inversion_cfg=inv)))
+            note = (f"`bergson trak`: log-odds gradients (documents and queries) projected to {icfg.projection_dim} "
+                    "dimensions, inverse Gram with damping 0.1 × its mean eigenvalue, (1 − p) weights")
+        ctx['notes'][f'Bergson 2.5.1 {kind}'] = note + "; loss queries only (a steer's functional is not a document loss)"
+        info = json.load(open(f'{d}/run/scores/info.json'))
+        mm = np.memmap(f'{d}/run/scores/scores.bin', dtype=info['dtype'], mode='r', shape=(info['num_rows'],))
+        S = np.stack([np.asarray(mm[f'score_{i}'], np.float64) for i in range(info['num_scores'])])
+    assert S.shape == (len(ctx['queries']), len(ctx['docs'])), S.shape
+    return np.concatenate([S, np.full((len(ctx['T']), len(ctx['docs'])), np.nan)])
+
+def ours_index(ctx, pre, label:str, dims:int=16) -> np.ndarray:
+    """Our scores through a gradient index (chapter 12): rows (P_out δ)(P_in a)ᵀ with k = `dims` per side, float16;
+    its note under the row's name, `ours, index k={dims}, {label}`."""
     import tempfile
     from ias_nb.index import build_index
     with tempfile.TemporaryDirectory() as d:
         ix = build_index(ctx['model'], ctx['tok'], ctx['docs'], d, dims=dims, layers=ctx['mods'], progress=False)
-        ctx['notes'][f'ours, index k={dims}'] = (f"{ix.width:,} float16 values per document "
+        ctx['notes'][f'ours, index k={dims}, {label}'] = (f"{ix.width:,} float16 values per document "
                                                  f"({2 * ix.width:,} B) for {len(ctx['mods'])} layers")
         return ours(ctx, pre, ix)
 
@@ -261,8 +341,11 @@ METHODS = {
     'dattri 0.3 IF-CG': lambda ctx: dattri_scores(ctx, 'IF-CG'),
     'dattri 0.3 TRAK': lambda ctx: dattri_scores(ctx, 'TRAK'),
     'Bergson 2.5.1': bergson_scores,
-    'ours, index k=16, identity': lambda ctx: ours_index(ctx, identity_preconditioner(ctx['damping'])),
-    'ours, index k=16, EK-FAC': lambda ctx: ours_index(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping'])),
+    'Bergson 2.5.1 TrackStar': lambda ctx: bergson_pipeline(ctx, 'TrackStar'),
+    'Bergson 2.5.1 EK-FAC': lambda ctx: bergson_pipeline(ctx, 'EK-FAC'),
+    'Bergson 2.5.1 TRAK': lambda ctx: bergson_pipeline(ctx, 'TRAK'),
+    'ours, index k=16, identity': lambda ctx: ours_index(ctx, identity_preconditioner(ctx['damping']), 'identity'),
+    'ours, index k=16, EK-FAC': lambda ctx: ours_index(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping']), 'EK-FAC'),
 }
 
 # ---------------------------------------------------------------- the run
@@ -391,7 +474,8 @@ def main():
                               max_length=a.max_length, pretrain_steps=a.pretrain, damping=ctx['damping'],
                               cg_iters=a.cg_iters, cg_docs=a.cg_docs, trak_dim=a.trak_dim,
                               trained_parameters=sum(dict(model.named_parameters())[n].numel() for n in names)),
-                   steers=[f"{l}: {k}" for l, k, _ in steers], notes=(old['notes'] if old else {}) | ctx['notes'],
+                   steers=[f"{l}: {k}" for l, k, _ in steers], notes={k: v for k, v in ((old['notes'] if old else {}) | ctx['notes']).items()
+                                                                      if k == 'training' or k in {r['method'] for r in rows}},
                    threads=torch.get_num_threads(), train_seconds=t_train, ceilings=ceilings, rows=rows, measurements=meas.tolist())
         Path(a.out).parent.mkdir(exist_ok=True, parents=True)
         json.dump(res, open(a.out, 'w'), indent=1, default=float)
