@@ -32,12 +32,12 @@ __all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT
            'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
            'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
            'shares', 'picked', 'DocumentAttribution', 'steer_queries', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'hidden_cosines', 'mean_ci', 'causal_check',
-           'random_subsets', 'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling',
-           'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision', 'max_context',
-           'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries',
-           'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores',
-           'l1_scores', 'default_attribution', 'attribution_scores']
+           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'width_check', 'hidden_cosines', 'mean_ci',
+           'causal_check', 'random_subsets', 'subset_predictions', 'column_spearman', 'mean_interval', 'lds',
+           'seed_ceiling', 'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision',
+           'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient',
+           'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores',
+           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -978,6 +978,12 @@ def precision_at_k(scores, relevant, k:int) -> float:
     top = torch.argsort(torch.as_tensor(scores, dtype=torch.float64), descending=True)[:k]
     return torch.as_tensor(relevant)[top].double().mean().item()
 
+def width_check(h:Tensor, vector:Tensor, layer:str):
+    "A clear error when the vector's width is not the width of what `layer` outputs."
+    if h.shape[-1] != vector.shape[-1]:
+        raise ValueError(f"shape mismatch: {layer!r} outputs {h.shape[-1]} features, the vector has {vector.shape[-1]}: "
+                         "build the vector at this layer of this model")
+
 def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], vector,
                    batch_size:int=16, max_length:Optional[int]=None) -> Tensor:
     """Baseline: cosine of each document's mean hidden state at `layer` (padding ignored) with the vector;
@@ -989,6 +995,7 @@ def hidden_cosines(model:nn.Module, tokenizer, layer:str, docs:Sequence[str], ve
         for i in range(0, len(docs), batch_size):
             b = padded_batch(ids[i:i + batch_size], pad_id(tokenizer), 'left', model_device(model)); store = {}
             with recorded_layer(find_layer(model, resolve_layer(model, layer)), store): model(**b)
+            width_check(store['h'], s, layer)
             m = b['attention_mask'][..., None].to(store['h'].dtype)
             rows.append(((store['h'] * m).sum(1) / m.sum(1)).double().cpu())
     H, S = torch.cat(rows), torch.atleast_2d(s)                                 # c × d vectors: c × N cosines
@@ -1123,6 +1130,7 @@ def _mean_projection(model:nn.Module, layer:str, batch:dict, mask:Tensor, u:Tens
     "Each row's hidden states at `layer` projected on the unit vectors u (c × d), averaged over `mask`'s tokens."
     store = {}
     with recorded_layer(find_layer(model, layer), store): model(**batch)
+    width_check(store['h'], u, layer)
     h = store['h'].double().cpu() @ u.T; m = mask.double()[..., None]        # N × T × c
     return ((h * m).sum(1) / m.sum(1).clamp_min(1)).T                         # c × N
 
