@@ -240,7 +240,7 @@ def bergson_scores(ctx) -> np.ndarray:
             CollectorComputer(model=ctx['model'], data=ds, collector=col, batches=batches, cfg=cfg).run_with_collector_hooks(desc='bergson')
             return torch.cat([col.gradients[k].double().flatten(1) for k in sorted(col.gradients)], 1)
     G, Gq = grads(ctx['docs']), grads(ctx['queries'])
-    ctx['notes']['Bergson 2.5.1'] = (f"Grad-Dot through Bergson's collector: {G.shape[1]:,} weight entries (no biases), "
+    ctx['notes']['Bergson 2.5.1 Grad-Dot'] = (f"Grad-Dot through Bergson's collector: {G.shape[1]:,} weight entries (no biases), "
                                      "loss queries only (a steer's functional is not a document loss)")
     return np.concatenate([(Gq @ G.T).numpy(), np.full((len(ctx['T']), len(ctx['docs'])), np.nan)])
 
@@ -340,7 +340,7 @@ METHODS = {
     'dattri 0.3 Grad-Dot': lambda ctx: dattri_scores(ctx, 'Grad-Dot'),
     'dattri 0.3 IF-CG': lambda ctx: dattri_scores(ctx, 'IF-CG'),
     'dattri 0.3 TRAK': lambda ctx: dattri_scores(ctx, 'TRAK'),
-    'Bergson 2.5.1': bergson_scores,
+    'Bergson 2.5.1 Grad-Dot': bergson_scores,
     'Bergson 2.5.1 TrackStar': lambda ctx: bergson_pipeline(ctx, 'TrackStar'),
     'Bergson 2.5.1 EK-FAC': lambda ctx: bergson_pipeline(ctx, 'EK-FAC'),
     'Bergson 2.5.1 TRAK': lambda ctx: bergson_pipeline(ctx, 'TRAK'),
@@ -462,7 +462,7 @@ def main():
         c = cmd
         if old:
             done = {r['method'] for r in rows}
-            rows = [r for r in old['rows'] if r['method'] not in done] + rows
+            rows = [r for r in old['rows'] if r['method'] not in done and r['method'] in METHODS] + rows   # renamed: gone
             order = list(METHODS)                                  # the table in METHODS' order, whichever run measured a row
             rows = sorted(rows, key=lambda r: order.index(r['method']) if r['method'] in order else len(order))
             c = old['command'] + ' ; then ' + cmd
