@@ -479,8 +479,8 @@ def add_experiment_commands(sub):
 
 def add_attribute_command(sub):
     "The `attribute` sub-command: a steering vector traced to the documents of a corpus."
-    a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus '
-                                         '(ρ for each, the ℓ1-minimal measure)')
+    a = sub.add_parser('attribute', help='trace a steering vector to the documents of a corpus (--method: how they are '
+                                         'ranked; rho also gives the ℓ1-minimal measure)')
     a.add_argument('--model', default='smollm2',
                    help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
     a.add_argument('--layer', required=True, help=LAYER_HELP)
