@@ -42,8 +42,8 @@ if args.vectors and args.vectors.exists():
     v = DetoxVectors(c['layer'], Update(c['update'], c['info']), c['caa'], scopes['all blocks'][1], c['probes'], scopes)
     vectors_s = c['seconds']
 else:
-    v = detox_vectors(model, tok, args.layer, n_probes=args.probes, maxiter=args.lsqr_iters, pairs=args.pairs,
-                      curvature_pairs=args.curvature_pairs, curvature_text=True, blocks='all', tol=args.cg_tol)
+    v = detox_vectors(model, tok, args.layer, **(F | dict(n_probes=args.probes, maxiter=args.lsqr_iters, pairs=args.pairs,
+                                                         curvature_pairs=args.curvature_pairs, tol=args.cg_tol)))
     vectors_s = time.time() - t0
     d = lambda s: dict(vector=s.vector, model=s.model, layer=s.layer, meta=s.meta)
     if args.vectors: torch.save(dict(layer=v.layer, update=dict(v.update), info=v.update.info, caa=v.caa, probes=v.probes,

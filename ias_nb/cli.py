@@ -14,7 +14,8 @@ from .jacobians import find_layer
 from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
                              export_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
-                           process_group, hooked_kind, ATTRIBUTION_METHODS, default_attribution, attribution_scores)
+                           process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
+                           attribution_scores)
 
 # %% auto #0
 __all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html',
@@ -260,7 +261,7 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
                         precondition=None) -> dict:
     "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
     docs = str(args.corpus) if docs is None else docs
-    if args.method in ('cosine', 'projection_difference') and getattr(args, 'index', None):
+    if args.method in NEEDS_TEXTS and getattr(args, 'index', None):
         raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
     scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,

@@ -37,7 +37,7 @@ __all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT
            'seed_ceiling', 'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision',
            'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient',
            'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores',
-           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores']
+           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -1314,3 +1314,11 @@ def attribution_scores(
                             *pairs, seed, batch_size, max_length, progress)
     return dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
                 deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
+
+# %% ../nbs/11_corpus.ipynb #f3c9d1a4
+def pooled_precision(results:Sequence[dict]) -> dict:
+    "Method → mean precision@k over all concept × seed cells of the results, methods all of them have, best first."
+    rows = [x for r in results for x in r['rows']]
+    common = set.intersection(*({x['method'] for x in r['rows']} for r in results))
+    mean = {m: float(np.mean([x['precision'] for x in rows if x['method'] == m])) for m in common}
+    return dict(sorted(mean.items(), key=lambda kv: -kv[1]))

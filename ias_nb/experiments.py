@@ -433,7 +433,6 @@ def detox_experiment(
     n_random:int=20,           # equal-norm random directions, run at `random_alphas`
     ppl_budget:float=1.25,     # the main perplexity budget (× unsteered) of the matched comparison
     max_new_tokens:int=12,
-    ppl_tokens:int=1024,       # unused with `ppl_text` (the default); else Python help tokens for perplexity
     vectors:Optional[DetoxVectors]=None, # CAA, IAS, update (default: `detox_vectors(..., **vector_kw)`)
     seed:int=0,
     progress:bool=True,
