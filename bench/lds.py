@@ -1,7 +1,7 @@
 """Linear datamodeling score (LDS) of corpus-scale influence on a small language model, by the field's protocol
 (DESIGN §12 (2); TRAK, kronfluence's and dattri's benchmarks): ours beside peers on one ground truth.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py                 # the full run (N = 500, M = 100 subsets × 2 seeds, 10 epochs)
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py                 # the full run (N = 500, M = 100 subsets × 2 seeds, 10 epochs): 22 min on 2 cores
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --quick         # a few-minute smoke run (small sizes)
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/lds.py --methods 'dattri 0.3 TRAK' --reuse   # add rows to an earlier run
     ... --scores DIR   # each method's scores saved in DIR and read back: resume, or score beside the training (--m 6)
@@ -89,6 +89,30 @@ def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:
             opt.zero_grad(); loss.backward(); opt.step()
     if keep is not None: keep.update(opt=opt, names=[n for n, p in m.named_parameters() if n in names])
     return m.eval()
+
+def _train_subset(i:int) -> np.ndarray:
+    "Measurements after training on subset i, one row per seed (a worker's task; its inputs are `_TRAIN`)."
+    model, bd, mask, names, a, ctx = _TRAIN
+    rows = {k: v[torch.from_numpy(mask[i])] for k, v in bd.items()}
+    return np.stack([measurements(train_on(model, rows, names, a.lr, a.epochs, a.batch, seed=sd), ctx)
+                     for sd in range(a.seeds)])
+
+def subset_truth(model, bd:dict, mask:np.ndarray, names:list, a, ctx) -> np.ndarray:
+    """Seeds × M × Q measurements after training on each subset: `a.workers` forked one-thread processes share the
+    subsets (each training is the same computation as in one process, so the figures do not depend on the count)."""
+    import multiprocessing as mp
+    from tqdm.auto import tqdm
+    global _TRAIN
+    _TRAIN = (model, bd, mask, names, a, ctx)
+    with mp.get_context('fork').Pool(a.workers) if a.workers > 1 else _Serial() as pool:
+        out = list(tqdm(pool.imap(_train_subset, range(a.m)), total=a.m, desc='training on subsets', mininterval=30))
+    return np.stack(out, 1)
+
+class _Serial:
+    "A one-process stand-in for a Pool (`imap` is `map`)."
+    def __enter__(self): return self
+    def __exit__(self, *exc): pass
+    imap = staticmethod(map)
 
 def measurements(m, ctx) -> np.ndarray:
     "Every query's value at the model m: Q held-out paragraphs' losses, then the steers' functionals f_s."
@@ -376,13 +400,15 @@ def main():
     ap.add_argument('--vocab', type=int, default=2000); ap.add_argument('--max-length', type=int, default=32)
     ap.add_argument('--cg-iters', type=int, default=20); ap.add_argument('--cg-docs', type=int, default=16)
     ap.add_argument('--trak-dim', type=int, default=512)
+    ap.add_argument('--workers', type=int, default=min(2, os.cpu_count()),
+                    help='processes (one thread each) that train the subsets; the figures do not depend on it')
     ap.add_argument('--methods', default=';'.join(METHODS), help='method names separated by ;'); ap.add_argument('--reuse', action='store_true')
     ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default='results/lds.json')
     ap.add_argument('--scores', default=None, help="folder: each method's Q×N scores are saved there and read back "
                     "when present (a stopped run resumes; a slow method can run beside the training)")
     a = ap.parse_args()
     if a.quick: a.n, a.m, a.queries, a.pretrain, a.cg_iters, a.cg_docs = 60, 8, 6, 200, 3, 20
-    t_start = time.perf_counter(); torch.manual_seed(0)
+    t_start = time.perf_counter(); torch.manual_seed(0); load = dict(start=os.getloadavg()[0])
     pre_text, docs, queries, probes, other = texts(a.n, a.queries)
     tok = word_tokenizer(pre_text, a.vocab)
     cut = lambda ts: [tok.decode(tok(t)['input_ids'][:a.max_length]) for t in ts]
@@ -423,12 +449,8 @@ def main():
         meas = np.array(old['measurements']); t_train = old['train_seconds']
         assert meas.shape == (a.seeds, a.m, Q), (meas.shape, (a.seeds, a.m, Q))
     else:
-        from tqdm.auto import tqdm
-        bd = right_padded(tok, docs); t0 = time.perf_counter(); meas = np.zeros((a.seeds, a.m, Q))
-        for i in tqdm(range(a.m), desc='training on subsets', mininterval=30):
-            rows = {k: v[torch.from_numpy(mask[i])] for k, v in bd.items()}
-            for sd in range(a.seeds):
-                meas[sd, i] = measurements(train_on(model, rows, names, a.lr, a.epochs, a.batch, seed=sd), ctx) - base
+        bd = right_padded(tok, docs); t0 = time.perf_counter()
+        meas = subset_truth(model, bd, mask, names, a, ctx) - base
         t_train = time.perf_counter() - t0
         full = train_on(model, bd, names, a.lr, a.epochs, a.batch, seed=0)
         ctx['notes']['training'] = (f"loss on the corpus {text_losses(model, bd).mean():.3f} at θ₀ → "
@@ -468,7 +490,7 @@ def main():
             c = old['command'] + ' ; then ' + cmd
         if ctx.get('score_commands'): c += ' (scores read from --scores, computed by: ' + ' ; '.join(ctx['score_commands']) + ')'
         res = dict(command=c, run_seconds=time.perf_counter() - t_start + t_extra[0] + (old['run_seconds'] if old else 0),
-                   cores='2 CPU cores shared with other jobs, OMP_NUM_THREADS=1',
+                   cores=f'{os.cpu_count()} CPU cores, OMP_NUM_THREADS=1, {a.workers} training processes', load_average=load,
                    sizes=dict(N=a.n, M=a.m, seeds=a.seeds, queries=Q, query_paragraphs=nq, steers=len(steers),
                               probes=len(probes), epochs=a.epochs, lr=a.lr, batch=a.batch, vocab=len(tok),
                               max_length=a.max_length, pretrain_steps=a.pretrain, damping=ctx['damping'],
@@ -500,7 +522,7 @@ def main():
         print(f"  {name}: " + (r['error'][:200] if 'error' in r else
               f"LDS all {r['all'][0]:+.3f} [{r['all'][1]:+.2f}, {r['all'][2]:+.2f}], losses {r['losses'][0]:+.3f}, "
               f"steers {r['steers'][0] if r['steers'] else float('nan'):+.3f}") + f" ({r['seconds']:.0f} s)", flush=True)
-    res = save(rows)
+    load['end'] = os.getloadavg()[0]; res = save(rows)
     print(f"\n{res['command']}\nwrote {a.out} ({res['run_seconds']:.0f} s)")
 
 if __name__ == '__main__': main()
