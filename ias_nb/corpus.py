@@ -258,21 +258,25 @@ def _check_losses(losses:Tensor, index:Sequence[int]):
                          "check it and the model's weights/dtype")
 
 def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[int]) -> Tensor:
-    "k×B scores from the layers in `plan.hooked`: one forward, one backward of the summed losses."
-    if not plan.hooked:
-        return torch.zeros(plan.k, len(index), dtype=torch.float64, device=batch['input_ids'].device)
-    with torch.enable_grad(), requiring_grad([p for m in plan.hooked for p in m.parameters(recurse=False)]), \
-         recorded_calls(list(plan.hooked)) as calls:
+    """k×B scores from the layers in `plan.hooked`: one forward, one backward of the summed losses,
+    each layer's term formed as its output gradient passes by (none is kept, no parameter gradient formed)."""
+    keep = batch.get('attention_mask')
+    s = torch.zeros(plan.k, len(index), dtype=torch.float64, device=batch['input_ids'].device)
+    taps = []                    # one zero scalar per call: what the backward pass is asked for
+    def tap(mod, args, out):
+        spec, held = plan.hooked[mod], [args[0]]
+        def term(d):
+            a = held.pop()       # the layer's input, let go once its term is formed
+            s.add_(_embedding_terms(spec, mod, a, d, keep) if spec['kind'] == 'embedding'
+                   else _linear_terms(spec, a, d, keep))
+        taps.append(out.new_zeros((), requires_grad=True))
+        h = out + taps[-1]; h.register_hook(term); return h
+    if not plan.hooked: return s
+    with torch.enable_grad(), layer_hook(list(plan.hooked), tap):
         losses = text_losses(model, batch)
         _check_losses(losses.detach(), index)
-        deltas = torch.autograd.grad(losses.sum(), [out for _, _, out in calls], allow_unused=True)
-    s, keep = 0, batch.get('attention_mask')
-    for (m, a, out), d in zip(calls, deltas):
-        if d is None: continue
-        spec = plan.hooked[m]
-        s = (s + (_embedding_terms(spec, m, a, d, keep) if spec['kind'] == 'embedding'
-                  else _linear_terms(spec, a, d, keep)))
-    return s + torch.zeros(plan.k, len(index), dtype=torch.float64, device=losses.device)
+        if taps: torch.autograd.grad(losses.sum(), taps, allow_unused=True)
+    return s
 
 @contextmanager
 def forward_mode_ready(model:nn.Module):
