@@ -39,8 +39,15 @@ class PeakRSS:
 def documents(tok, n, length):
     "The first n of the paragraphs the parent process chose (tokenizing all of Python's help text once)."
     if 'TP_DOCS' in os.environ: return json.loads(Path(os.environ['TP_DOCS']).read_text())[:n]
-    from lds import paragraphs
-    return paragraphs(tok, n, length)
+    from pydoc_data.topics import topics
+    import numpy as np
+    out = []                                   # paragraphs of ≥ `length` tokens, each cut to `length`, shuffled
+    for k in sorted(topics):
+        for p in topics[k].split('\n\n'):
+            ids = tok(' '.join(p.split()))['input_ids']
+            if len(ids) >= length: out.append(tok.decode(ids[:length]))
+    np.random.default_rng(0).shuffle(out)
+    return out[:n]
 
 def linear_weights(model, part='.'):
     return [n + '.weight' for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
@@ -138,9 +145,10 @@ def medians(rows, key):
 def report(rows, a, repeats, seconds):
     "The medians over the repeats so far: printed, and written with every row to `a.out`."
     speed, mem = medians(rows, 'docs_per_s'), medians(rows, 'peak_added_mb')
+    loads = [r['load_1min'] for r in rows]
     cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
     print(f"\n{cmd}\nSmolLM2-135M, L = {a.length} tokens, batch {a.batch}, query on 210 linear layers, 1 thread per process, "
-          f"medians of {repeats} interleaved repeats; {seconds / 60:.0f} min on a machine shared with other jobs")
+          f"medians of {repeats} interleaved repeats; {seconds / 60:.0f} min, load average {min(loads):.1f}–{max(loads):.1f}")
     print(f"{'run':12} {'docs':>5} {'docs/s':>8} {'÷ bare':>7} {'÷ kronf.':>8} {'peak +MB':>9} {'min–max docs/s':>16}")
     summary = {}
     for w in ('ours', 'bare', 'kronfluence'):
@@ -160,8 +168,9 @@ def report(rows, a, repeats, seconds):
     print(json.dumps(summary, indent=1))
     Path(a.out).parent.mkdir(exist_ok=True, parents=True)
     json.dump(dict(command=cmd, sizes=dict(N=a.n, length=a.length, batch=a.batch, repeats=repeats, k_queries_n=a.kn),
-                   note='medians of interleaved repeats, each in a fresh one-thread process, on a 2-core machine shared '
-                        'with other jobs: timings are noisy (min–max in rows)', rows=rows, summary=summary),
+                   note=f'medians of interleaved repeats, each in a fresh one-thread process, on {os.cpu_count()} CPU cores; '
+                        f'1-minute load average after each measurement {min(loads):.1f}–{max(loads):.1f} (1 = this bench '
+                        f'alone); {seconds / 60:.0f} min in all', rows=rows, summary=summary),
               open(a.out, 'w'), indent=1)
 
 
@@ -182,7 +191,7 @@ def main():
     for rep in range(a.repeats):
         for w, n in configs[rep % len(configs):] + configs[:rep % len(configs)]:      # rotated: interleaved repeats
             r = run(['--worker', w, '--n', str(n), '--rep', str(rep)] + base, str(docs_file))
-            r.setdefault('worker', w); r.setdefault('n', n); r['rep'] = rep; rows.append(r)
+            r.setdefault('worker', w); r.setdefault('n', n); r['rep'] = rep; r['load_1min'] = os.getloadavg()[0]; rows.append(r)
             print(rep, w, n, r if 'error' in r else
                   f"{r['docs_per_s']:.2f} docs/s" + (f", +{r['peak_added_mb']:.0f} MB" if 'peak_added_mb' in r else
                                                      f", 8 apart {r['seconds_8_single']:.1f} s"), flush=True)
