@@ -2,7 +2,7 @@
 bare forward + backward pass over the same batches and beside kronfluence's pairwise scores, at N and 4N documents;
 and k = 8 queries in one pass against 8 single-query passes.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/corpus_throughput.py   # N = 32 and 128, batch 8, 5 repeats: 33 min on 2 quiet cores
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/corpus_throughput.py   # N = 32 and 128, batch 8, 5 repeats: 22–33 min on 2 quiet cores
 
 Query: a fixed random "preconditioned query" q̃ on the weights of every nn.Linear layer of the 30 blocks (210 layers,
 ≈ 106M parameters; seed 0), given in float32 like the model. Documents: N paragraphs of Python's help text cut to L

@@ -24,7 +24,7 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_po
 
 # %% auto #0
 __all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards',
-           'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'recorded_calls',
+           'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'passing_gradients',
            'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum',
            'gathered_scores', 'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores',
            'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
@@ -206,11 +206,19 @@ def query_plan(model:nn.Module, queries:Sequence[dict],
 
 # %% ../nbs/11_corpus.ipynb #99446990
 @contextmanager
-def recorded_calls(modules:Sequence[nn.Module]):
-    """Context collecting (module, input, output) of every call of
-    `modules`; hooks removed on exit, also after an exception."""
-    calls = []
-    with layer_hook(list(modules), lambda mod, args, out: calls.append((mod, args[0], out))): yield calls
+def passing_gradients(modules:Sequence[nn.Module],
+                      visit:Callable, # visit(module, input, δ): called once per call of a module
+                     ):
+    """Context yielding `backward(loss)`, which hands `visit` each call's input and output gradient δ
+    as δ passes (none kept, no parameter gradient formed); hooks removed on exit, also after an exception."""
+    taps = []                    # one zero scalar per call: what the backward pass is asked for
+    def tap(mod, args, out):
+        held = [args[0].detach()]
+        taps.append(out.new_zeros((), requires_grad=True))
+        h = out + taps[-1]; h.register_hook(lambda d: visit(mod, held.pop(), d)); return h   # input let go once used
+    def backward(loss:Tensor):
+        if taps: torch.autograd.grad(loss, taps, allow_unused=True)
+    with torch.enable_grad(), layer_hook(list(modules), tap): yield backward
 
 def _real_rows(x:Tensor, keep:Optional[Tensor]=None) -> tuple:
     """(n×width rows of x at the B×T positions where `keep`, the batch row
@@ -224,20 +232,19 @@ def _real_rows(x:Tensor, keep:Optional[Tensor]=None) -> tuple:
 def _linear_terms(spec:dict, a:Tensor, delta:Tensor,
                   keep:Optional[Tensor]=None, # B×T: real (True) and pad positions, dropped before any product
                  ) -> Tensor:
-    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; the layer-width
-    contraction in the model's precision (≥ float32), per-token products and sums in float64."""
+    """k×B: Σ_t δᵀ Q_W a + q_bᵀ δ for one call of a linear layer; each token's term
+    in the model's precision (≥ float32), the sums over tokens in float64."""
     B, wd = a.shape[0], torch.promote_types(a.dtype, torch.float32)
     (a, doc), (delta, _) = _real_rows(a, keep), _real_rows(delta, keep)
     a, delta = a.to(wd), delta.to(wd)
     W, b, per = spec['weight'], spec['bias'], 0
-    # contract over the larger side first: memory k·n·min(in, out), no n×out float64 copy
-    if W is not None:
-        Wd = W if W.dtype == wd else spec.setdefault(('weight', wd), W.to(wd))
-        if W.shape[2] <= W.shape[1]: per = (torch.einsum('no,koi->kni', delta, Wd).double() * a.double()).sum(2)
-        else: per = (torch.einsum('ni,koi->kno', a, Wd).double() * delta.double()).sum(2)
-    if b is not None: per = per + b.double() @ delta.double().T
+    if W is not None:            # contract over the larger side first: memory k·n·min(in, out)
+        if W.dtype != wd: W = spec[('weight', wd)] = spec.get(('weight', wd), W.to(wd))
+        per = (torch.linalg.vecdot(torch.einsum('no,koi->kni', delta, W), a) if W.shape[2] <= W.shape[1]
+               else torch.linalg.vecdot(torch.einsum('ni,koi->kno', a, W), delta))
+    if b is not None: per = per + b.to(wd) @ delta.T
     k = (W if W is not None else b).shape[0]
-    return torch.zeros(k, B, dtype=torch.float64, device=a.device).index_add_(1, doc, per)
+    return torch.zeros(k, B, dtype=torch.float64, device=a.device).index_add_(1, doc, per.double())
 
 def _embedding_terms(spec:dict, module:nn.Embedding, ids:Tensor, delta:Tensor,
                      keep:Optional[Tensor]=None) -> Tensor:
@@ -262,20 +269,13 @@ def hooked_scores(model:nn.Module, batch:dict, plan:QueryPlan, index:Sequence[in
     each layer's term formed as its output gradient passes by (none is kept, no parameter gradient formed)."""
     keep = batch.get('attention_mask')
     s = torch.zeros(plan.k, len(index), dtype=torch.float64, device=batch['input_ids'].device)
-    taps = []                    # one zero scalar per call: what the backward pass is asked for
-    def tap(mod, args, out):
-        spec, held = plan.hooked[mod], [args[0]]
-        def term(d):
-            a = held.pop()       # the layer's input, let go once its term is formed
-            s.add_(_embedding_terms(spec, mod, a, d, keep) if spec['kind'] == 'embedding'
-                   else _linear_terms(spec, a, d, keep))
-        taps.append(out.new_zeros((), requires_grad=True))
-        h = out + taps[-1]; h.register_hook(term); return h
     if not plan.hooked: return s
-    with torch.enable_grad(), layer_hook(list(plan.hooked), tap):
+    def term(mod, a, d):
+        spec = plan.hooked[mod]
+        s.add_(_embedding_terms(spec, mod, a, d, keep) if spec['kind'] == 'embedding' else _linear_terms(spec, a, d, keep))
+    with passing_gradients(plan.hooked, term) as backward:
         losses = text_losses(model, batch)
-        _check_losses(losses.detach(), index)
-        if taps: torch.autograd.grad(losses.sum(), taps, allow_unused=True)
+        _check_losses(losses.detach(), index); backward(losses.sum())
     return s
 
 @contextmanager

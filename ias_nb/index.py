@@ -13,9 +13,9 @@ import torch
 from torch import nn, Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .alignment import text_losses, requiring_grad
+from .alignment import text_losses
 from .steering import padded_batch, pad_id, model_device
-from .corpus import (as_corpus, shards, token_ids, rank_batches, hooked_kind, recorded_calls, process_group,
+from .corpus import (as_corpus, shards, token_ids, rank_batches, hooked_kind, passing_gradients, process_group,
     gathered_scores, stacked_query, sha256_tensors, sha256_texts, _check_losses, _raise_together)
 
 # %% auto #0
@@ -120,19 +120,14 @@ def projected_gradients(model:nn.Module, batch:dict, specs:Sequence[LayerSpec], 
                         index:Sequence[int]) -> Tensor:
     """B×D rows: every document's projected gradient of every indexed layer,
     from one forward and one backward pass of the batch's summed losses."""
-    mods = [model.get_submodule(s.name) for s in specs]
-    with torch.enable_grad(), requiring_grad([p for m in mods for p in m.parameters(recurse=False)]), \
-         recorded_calls(mods) as calls:
+    mods, p = [model.get_submodule(s.name) for s in specs], next(model.parameters())
+    keep, spec = batch['attention_mask'].bool(), {m: s for m, s in zip(mods, specs)}
+    blocks = {s.name: torch.zeros(len(index), s.k_out, s.k_in, dtype=p.dtype, device=p.device) for s in specs}
+    def add(m, a, d):                                             # a layer called twice counts twice
+        s = spec[m]; blocks[s.name] += projected_layer_gradient(a, d, keep, s.bias, *mats[s.name])
+    with passing_gradients(mods, add) as backward:
         losses = text_losses(model, batch)
-        _check_losses(losses.detach(), index)
-        deltas = torch.autograd.grad(losses.sum(), [out for _, _, out in calls], allow_unused=True)
-    keep, spec = batch['attention_mask'].bool(), {id(m): s for m, s in zip(mods, specs)}
-    blocks = {s.name: torch.zeros(len(index), s.k_out, s.k_in, dtype=losses.dtype, device=losses.device)
-              for s in specs}
-    for (m, a, _), d in zip(calls, deltas):                       # a layer called twice counts twice
-        if d is None: continue
-        s = spec[id(m)]
-        blocks[s.name] += projected_layer_gradient(a.detach(), d, keep, s.bias, *mats[s.name])
+        _check_losses(losses.detach(), index); backward(losses.sum())
     return torch.cat([b.flatten(1) for b in blocks.values()], 1)
 
 # %% ../nbs/12_index.ipynb #00000010
