@@ -239,7 +239,9 @@ def _linear_terms(spec:dict, a:Tensor, delta:Tensor,
     a, delta = a.to(wd), delta.to(wd)
     W, b, per = spec['weight'], spec['bias'], 0
     if W is not None:            # contract over the larger side first: memory k·n·min(in, out)
-        if W.dtype != wd: W = spec[('weight', wd)] = spec.get(('weight', wd), W.to(wd))
+        if W.dtype != wd:        # a query in another dtype than the activations: converted once per plan
+            if ('weight', wd) not in spec: spec[('weight', wd)] = W.to(wd)
+            W = spec[('weight', wd)]
         per = (torch.linalg.vecdot(torch.einsum('no,koi->kni', delta, W), a) if W.shape[2] <= W.shape[1]
                else torch.linalg.vecdot(torch.einsum('ni,koi->kno', a, W), delta))
     if b is not None: per = per + b.to(wd) @ delta.T
