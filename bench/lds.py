@@ -12,13 +12,17 @@ help text that is NOT in the corpus (the common start θ₀; its Conv1D layers a
 paragraphs of Python's help text (`python_doc_paragraphs`). Training: what users run — Adam on minibatches, 10
 epochs (held-out loss plateaus between 10 and 20), the 16 linear layers' weights and biases (embeddings, norms
 frozen, the same parameters every method scores), from θ₀, on each of M random 50% subsets, with 2 seeds
-(minibatch order) per subset: the truth is their mean, and their agreement is the bench's ceiling. Queries, each
+(minibatch order) per subset: the truth is their mean. Their agreement r (the seed agreement) is not a ceiling: a
+perfect predictor of the noise-free change reaches sqrt(2r / (1 + r)) against the 2-seed mean, reported beside it. Queries, each
 its own measurement: the loss of Q held-out paragraphs and the functionals f_s(θ) = Σ_x ⟨centred t_x, y_θ(x)⟩
 of 8 steers (2 random unit vectors and 2 CAA vectors at each of the two blocks' outputs; t_x = J_h(x)s at θ₀ on 8 probe
 prompts; centred over the vocabulary, since a constant logit shift changes no probability). LDS = Spearman over
 subsets per query of −Σ_{z∈S} score_q(z) and the measured change, averaged over queries, 95% bootstrap interval
 over queries (`ias_nb.corpus.lds`). Damping λ = 0.1 × the mean EK-FAC eigenvalue, the same for every method that
 takes one.
+
+Steer-only rows: the CAA steers' behaviour contrast (EK-FAC) and the two activation baselines (hidden-state cosine,
+projection difference; their similarity summed over the subset as the prediction).
 
 Methods: a dict name → scoring function (`METHODS`; each returns a Q×N array score_q(z) = ⟨q̃, ∇ℓ(z)⟩), so a new
 method (e.g. an index) is one entry. A method that fails shows its error in the table.
@@ -31,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, readout_query, steer_shift, centred,
                            identity_preconditioner, cg_preconditioner, ekfac_factors, EKFACPreconditioner,
                            right_padded, trim_padding, RowsDataset, python_doc_paragraphs, random_subsets,
-                           subset_predictions, lds, seed_ceiling, datamodel_ceiling)
+                           subset_predictions, lds, seed_ceiling, datamodel_ceiling, contrast_gradient,
+                           hidden_cosines, projection_difference)
+from ias_nb.validation import mean_of_seeds_bound
 from ias_nb.alignment import text_losses
 from ias_nb.steering import lm_batch, caa_vector
 from ias_nb.jacobians import last_token_logits
@@ -355,6 +361,30 @@ def ours_index(ctx, pre, label:str, dims:int=16) -> np.ndarray:
                                                  f"({2 * ix.width:,} B) for {len(ctx['mods'])} layers")
         return ours(ctx, pre, ix)
 
+def steer_only(ctx, per_steer) -> np.ndarray:
+    "Q×N scores, NaN on the loss queries and on the steers for which `per_steer(layer, label, vector, pairs)` is None."
+    nq = len(ctx['queries']); out = np.full((nq + len(ctx['steers']), len(ctx['docs'])), np.nan)
+    for j, st in enumerate(ctx['steers']):
+        s = per_steer(*st)
+        if s is not None: out[nq + j] = s
+    return out
+
+def contrast_scores(ctx, pre) -> np.ndarray:
+    "The CAA steers' behaviour contrast: ⟨P∇[ℓ̄(neg) − ℓ̄(pos)], ∇ℓ(z)⟩ of their own pairs (random steers have none)."
+    def one(layer, label, v, pairs):
+        if pairs is None: return None
+        q = pre(contrast_gradient(ctx['model'], ctx['tok'], pairs[0], pairs[1], ctx['names']))
+        return document_scores(ctx['model'], ctx['tok'], ctx['docs'], q, batch_size=16, progress=False).numpy()
+    ctx['notes']['ours, contrast, EK-FAC'] = (f"the {sum(p is not None for *_, p in ctx['steers'])} CAA steers, each with its own "
+                                              "contrast texts (the random steers have none)")
+    return steer_only(ctx, one)
+
+def activation_baseline(ctx, f) -> np.ndarray:
+    "An activation baseline's similarity of each document to each steer, as a score (−similarity: LDS sums −score)."
+    ctx['notes'][{'hidden_cosines': 'hidden-state cosine'}.get(f.__name__, 'projection difference')] = (
+        "an activation baseline: the steer's predicted change on a subset is the sum of its documents' similarity to the vector")
+    return steer_only(ctx, lambda layer, label, v, pairs: -f(ctx['model'], ctx['tok'], layer, ctx['docs'], v).numpy())
+
 METHODS = {
     'random score (floor)': lambda ctx: np.random.default_rng(1).normal(size=(len(ctx['qgrads']), len(ctx['docs']))),
     'ours, identity': lambda ctx: ours(ctx, identity_preconditioner(ctx['damping'])),
@@ -369,6 +399,9 @@ METHODS = {
     'Bergson 2.5.1 EK-FAC': lambda ctx: bergson_pipeline(ctx, 'EK-FAC'),
     'Bergson 2.5.1 TRAK': lambda ctx: bergson_pipeline(ctx, 'TRAK'),
     'ours, index k=16, identity': lambda ctx: ours_index(ctx, identity_preconditioner(ctx['damping']), 'identity'),
+    'ours, contrast, EK-FAC': lambda ctx: contrast_scores(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping'])),
+    'hidden-state cosine': lambda ctx: activation_baseline(ctx, hidden_cosines),
+    'projection difference': lambda ctx: activation_baseline(ctx, projection_difference),
     'ours, index k=16, EK-FAC': lambda ctx: ours_index(ctx, EKFACPreconditioner(ctx['model'], ekfac(ctx), ctx['damping']), 'EK-FAC'),
 }
 
@@ -424,14 +457,15 @@ def main():
         layer = f'transformer.h.{li}'
         for j in range(2):
             s = torch.randn(model.config.n_embd, generator=torch.Generator().manual_seed(100 * li + j))
-            steers.append((layer, f'random {j}', s / s.norm()))
+            steers.append((layer, f'random {j}', s / s.norm(), None))
         for pos, neg in groups:
             P_ = [p for p in other if pos in p.lower() and neg not in p.lower()][:16]
             N_ = [p for p in other if neg in p.lower() and pos not in p.lower()][:16]
             k = min(len(P_), len(N_))
             v = caa_vector(model, tok, layer, cut(P_[:k]), cut(N_[:k])).detach()
-            steers.append((layer, f'CAA {pos} − {neg} ({k} pairs)', v))
-    ctx['T'] = torch.stack([centred(steer_shift(model, tok, l, v, probes).double()) for l, _, v in steers])
+            steers.append((layer, f'CAA {pos} − {neg} ({k} pairs)', v, (cut(P_[:k]), cut(N_[:k]))))
+    ctx['T'] = torch.stack([centred(steer_shift(model, tok, l, v, probes).double()) for l, _, v, _ in steers])
+    ctx['steers'] = steers
     base = measurements(model, ctx)
     Q = len(base); nq = len(queries)
     print(f"θ₀: GPT-2 2×64 over {len(tok)} words, pretrained {a.pretrain} steps on {len(pre_text.split()):,} words of "
@@ -471,7 +505,10 @@ def main():
             out[g] = [r['lds'], r['low'], r['high']]
         return out
     ceilings = {}
-    if a.seeds >= 2: ceilings['two-seed Spearman (one seed vs the other)'] = table(None, meas[0], meas[1])
+    if a.seeds >= 2:
+        r = ceilings['seed agreement r (one seed vs the other; not a ceiling)'] = table(None, meas[0], meas[1])
+        ceilings[f'a perfect predictor against the {a.seeds}-seed mean, sqrt(S r / (1 + (S − 1) r))'] = {
+            g: [mean_of_seeds_bound(max(x, 1e-12), a.seeds) for x in v] for g, v in r.items()}
     dm = {g: datamodel_ceiling(mask, truth[:, sl]) for g, sl in groups_q.items()}
     ceilings['linear datamodel, fitted on half the subsets'] = {g: [r['lds'], r['low'], r['high']] for g, r in dm.items()}
     for k, v in ceilings.items(): print(f"ceiling, {k}: {v}", flush=True)
@@ -496,7 +533,7 @@ def main():
                               max_length=a.max_length, pretrain_steps=a.pretrain, damping=ctx['damping'],
                               cg_iters=a.cg_iters, cg_docs=a.cg_docs, trak_dim=a.trak_dim,
                               trained_parameters=sum(dict(model.named_parameters())[n].numel() for n in names)),
-                   steers=[f"{l}: {k}" for l, k, _ in steers], notes={k: v for k, v in ((old['notes'] if old else {}) | ctx['notes']).items()
+                   steers=[f"{l}: {k}" for l, k, _, _ in steers], notes={k: v for k, v in ((old['notes'] if old else {}) | ctx['notes']).items()
                                                                       if k == 'training' or k in {r['method'] for r in rows}},
                    threads=torch.get_num_threads(), train_seconds=t_train, ceilings=ceilings, rows=rows, measurements=meas.tolist())
         Path(a.out).parent.mkdir(exist_ok=True, parents=True)
@@ -520,7 +557,8 @@ def main():
         if name in ctx['notes']: r['note'] = ctx['notes'][name]
         rows.append(r); save(rows)
         print(f"  {name}: " + (r['error'][:200] if 'error' in r else
-              f"LDS all {r['all'][0]:+.3f} [{r['all'][1]:+.2f}, {r['all'][2]:+.2f}], losses {r['losses'][0]:+.3f}, "
+              f"LDS all {r['all'][0]:+.3f} [{r['all'][1]:+.2f}, {r['all'][2]:+.2f}], "
+              f"losses {r['losses'][0] if r['losses'] else float('nan'):+.3f}, "
               f"steers {r['steers'][0] if r['steers'] else float('nan'):+.3f}") + f" ({r['seconds']:.0f} s)", flush=True)
     load['end'] = os.getloadavg()[0]; res = save(rows)
     print(f"\n{res['command']}\nwrote {a.out} ({res['run_seconds']:.0f} s)")
