@@ -8,11 +8,10 @@ import argparse, json, sys, time
 from pathlib import Path
 import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, detox_vectors, detox_experiment,
+from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
-from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
-                             export_gguf)
+from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
                            attribution_scores)

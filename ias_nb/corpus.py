@@ -8,7 +8,7 @@ import copy, difflib, hashlib, itertools, json, os, tempfile, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -19,7 +19,7 @@ from .jacobians import (find_layer, layer_hook, recorded_layer, select_params, f
     unflat_params, last_token_logits, forward_ad_attention)
 from .alignment import text_losses, requiring_grad
 from .attribution import steering_to_measure
-from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_positions, ias_vector,
+from .steering import (lm_batch, padded_batch, pad_id, model_device, ias_vector,
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
@@ -683,7 +683,7 @@ def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> lis
                              "pass conv1d_as_linear(model))")
         return found
     bad = [n for n in modules if n not in lin]
-    if bad: raise ValueError(f"not nn.Linear layers of the model: " + "; ".join(
+    if bad: raise ValueError("not nn.Linear layers of the model: " + "; ".join(
         f"{b!r} (closest: {difflib.get_close_matches(b, sorted(lin), n=3)})" for b in bad)
         + ". EK-FAC covers nn.Linear only; for transformers' Conv1D pass conv1d_as_linear(model)")
     return list(modules)
@@ -715,7 +715,7 @@ def document_task(modules:Sequence[str]):
     class DocumentTask(Task):
         def compute_train_loss(self, batch, model, sample=False):
             if not sample: return text_losses(model, batch).sum()        # Σ_z ℓ(z)
-            ids, am = batch['input_ids'], batch['attention_mask']
+            am = batch['attention_mask']
             logits = model(**batch).logits[:, :-1]
             real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
             with torch.no_grad():                                       # labels drawn from the model
