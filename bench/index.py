@@ -23,7 +23,7 @@ kronfluence `compute_pairwise_scores` (EK-FAC, λ = 1, float64) of the five stee
            also fits (`ekfac_preconditioner`), the query scored by an exact and by a k = 16 float16 index: Spearman and
            top-50 overlap per steer with kronfluence's scores; seconds to fit, build and query on each side.
 """
-import argparse, json, math, os, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -161,7 +161,7 @@ def throughput(a) -> dict:
 
 def synthetic_index(folder:Path, n:int, D:int, shard:int=1 << 16):
     "An index folder of n Gaussian float16 rows of width D (a one-layer manifest), written shard by shard."
-    from ias_nb.index import IndexFolder, _atomic_write, _file_sha256
+    from ias_nb.index import IndexFolder, _atomic_write
     f = IndexFolder(folder); folder.mkdir(parents=True, exist_ok=True)
     layers = [dict(name='synthetic', kind='linear', d_out=D, d_in=1, bias=False, k_out=D, k_in=1, projected=False)]
     _atomic_write(f.manifest_path, json.dumps(dict(format=1, model_class='', model_name='synthetic', parameters_sha256='',
@@ -212,7 +212,7 @@ def bergson(a) -> dict:
     "bergson build beside build_index on the tiny GPT-2, the same documents; agreement on pairwise cosines."
     from scipy.stats import spearmanr
     from ias_nb.models import load_tiny_gpt2
-    from ias_nb.index import build_index, GradientIndex
+    from ias_nb.index import build_index
     model, tok = load_tiny_gpt2(progress=False)
     docs = sentences(tok, a.n_bergson)
     work = Path(tempfile.mkdtemp())
@@ -227,7 +227,6 @@ def bergson(a) -> dict:
     if r.returncode: return dict(error=r.stderr[-800:])
     from bergson.data import load_gradients
     B = np.asarray(load_gradients(work / 'b'), dtype=np.float64)
-    order = json.loads((work / 'b' / 'info.json').read_text())
     t0 = time.perf_counter()
     ours = build_index(model, tok, docs, work / 'ours', dims=16, batch_size=8, progress=False)
     o_wall = time.perf_counter() - t0

@@ -13,7 +13,6 @@ blocks (210 layers), k = 8 per side, float16 rows: 210 · 64 = 13,440 values, 26
 """
 import argparse, json, re, sys, time, tempfile
 from pathlib import Path
-import numpy as np
 import torch
 
 def documents(tok, n:int) -> list:

@@ -18,7 +18,7 @@ import argparse, copy, json, time
 from pathlib import Path
 import torch
 from ias_nb.steering import (parameter_delta, lora_delta, distill, evaluate_distillation, plot_distillation,
-                             text_loss_gradient, lm_batch, model_device)
+                             lm_batch, model_device)
 from ias_nb.experiments import prompt_set
 from ias_nb.alignment import text_losses
 from ias_nb.models import load_tiny_gpt2, load_smollm2, cache_dir

@@ -4,26 +4,29 @@
 
 # %% ../nbs/14_cli.ipynb #e8084e22
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, hashlib, json, os, sys, time
 from pathlib import Path
 import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
-from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, detox_vectors, detox_experiment,
+from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
-from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
-                             export_gguf)
+from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
                            attribution_scores)
 
 # %% auto #0
-__all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html',
-           'demo_experiments', 'demo', 'read_lines', 'steering_vector_from', 'block_weights', 'attribution_figure',
-           'attribution_markdown', 'conv1d_transposed', 'preconditioner_from', 'attribution_corpus', 'attribute',
-           'add_method_option', 'method_of', 'contrast_pairs', 'attribute_by_method', 'under_torchrun', 'tuned_delta',
-           'distill_layers', 'distill_markdown', 'distill_command', 'add_distill_command', 'index_build',
-           'add_index_command', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
+__all__ = ['REPORT_STYLE', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS', 'METHOD_USE', 'LAYERS_SHORT',
+           'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html', 'demo_experiments',
+           'demo', 'utf8_check', 'read_lines', 'steering_vector_from', 'block_weights', 'checked_model', 'load_model',
+           'writable_folder', 'attribution_figure', 'attribution_markdown', 'conv1d_transposed', 'preconditioner_from',
+           'attribution_corpus', 'checked_corpus', 'truncation', 'truncation_line', 'method_flags', 'shard_folder',
+           'run_settings', 'attribution_sentence', 'attribute', 'add_method_option', 'method_of', 'contrast_pairs',
+           'attribute_by_method', 'under_torchrun', 'tuned_delta', 'distill_layers', 'distill_sentence',
+           'distill_markdown', 'distill_command', 'add_distill_command', 'index_build', 'add_index_command',
+           'short_table', 'run_one', 'positive_int', 'positive_float', 'float_list', 'dims_arg',
+           'add_experiment_commands', 'add_attribute_command', 'parser', 'kept_line', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -105,16 +108,27 @@ def demo(
 
 
 # %% ../nbs/14_cli.ipynb #85b6cf16
+def utf8_check(path):
+    "A ValueError naming the file and line of the first bytes of `path` that are not UTF-8."
+    with open(path, 'rb') as f:
+        for i, line in enumerate(f, 1):
+            try: line.decode('utf-8')
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}, line {i}: byte {line[e.start]:#04x} at column {e.start + 1} is not UTF-8: "
+                                 "save the file as UTF-8") from None
+
 def read_lines(path) -> list:
-    "Non-blank lines of a text file; a ValueError naming the file when it is missing or empty."
+    "Non-blank lines of a text file; a ValueError naming the file when it is missing, empty or not UTF-8."
     p = Path(path)
     if not p.is_file(): raise ValueError(f"no such file: {p}")
+    utf8_check(p)
     lines = [l for l in p.read_text(encoding='utf-8').splitlines() if l.strip()]
     if not lines: raise ValueError(f"{p} is empty: give one text per line")
     return lines
 
-def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
-    "The vector `--vector` names: `caa:` and two text files, a `.gguf` control vector or a `SteeringVector`."
+def steering_vector_from(spec:str, model, tok, layer:str, force:bool=False) -> torch.Tensor:
+    """The vector `--vector` names: `caa:` and two text files, a `.gguf` control vector or a `SteeringVector`
+    (refused when it was saved for another layer than `layer`, unless `force`)."""
     if spec.startswith('caa:'):
         files = spec[4:].split(',')
         if len(files) != 2:
@@ -128,13 +142,47 @@ def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
             raise ValueError(f"{spec} has no vector for block {i} of --layer {layer!r}; "
                              f"it has blocks {sorted(directions)}")
         return directions[i]
-    return SteeringVector.load(spec).vector
+    sv = SteeringVector.load(spec)
+    if sv.layer and sv.layer != layer and not force:
+        raise ValueError(f"--vector {spec} was saved for layer {sv.layer!r}, not --layer {layer!r}: "
+                         f"give --layer {sv.layer} (or --force to apply it at {layer})")
+    return sv.vector
 
 def block_weights(model) -> list:
     "Names of the linear layers in the blocks: their weights and biases are the default θ of `ias attribute`."
     blocks = block_list(model)
     return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules()
             if hooked_kind(m) in ('linear', 'conv1d')]
+
+BUILTIN_MODELS = ('smollm2', 'smollm2-135m', 'smollm2-135m-instruct', 'tiny-gpt2')
+
+def checked_model(spec:str, flag:str) -> str:
+    """`spec`, unless it is a local path that does not exist (it starts with / . ~, has two slashes, or its first part
+    is a folder here): then a ValueError at once, before any Hugging Face download is tried."""
+    if spec.lower() in BUILTIN_MODELS or Path(spec).expanduser().exists(): return spec
+    parts = spec.replace('\\', '/').split('/')
+    if spec.startswith(('/', '.', '~')) or len(parts) > 2 or spec.endswith('/') or (len(parts) > 1 and Path(parts[0]).is_dir()):
+        raise ValueError(f"{flag} {spec}: no such folder; give a folder written by save_pretrained, "
+                         "'smollm2', 'tiny-gpt2' or a Hugging Face id (org/name)")
+    return spec
+
+def load_model(spec:str, flag:str, device:str='cpu') -> tuple:
+    "(model, tokenizer) of `--model`-like flag `flag`; one-line errors that name the flag."
+    from ias_nb.models import load_causal_lm
+    try: return load_causal_lm(checked_model(spec, flag), device=check_device(device))
+    except OSError:
+        raise ValueError(f"{flag} {spec!r}: not a folder here, and not a Hugging Face id in the cache (no network?); "
+                         f"offline, give {flag} smollm2 or {flag} tiny-gpt2") from None
+
+def writable_folder(out:Path, flag:str='--out') -> Path:
+    "`out`, created (with its parents) before any long work; a ValueError naming `flag` if it cannot be."
+    out = Path(out)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError): raise ValueError(f"{flag} {out}: a file is in the way, not a folder") from None
+    except PermissionError: raise ValueError(f"{flag} {out}: no permission to create it") from None
+    if not os.access(out, os.W_OK): raise ValueError(f"{flag} {out}: the folder is not writable")
+    return out
+
 
 # %% ../nbs/14_cli.ipynb #7b2b9609
 def attribution_figure(r:DocumentAttribution):
@@ -159,7 +207,8 @@ def attribution_markdown(rows:list) -> str:
 
 
 # %% ../nbs/14_cli.ipynb #3df6e6d1
-from .corpus import cg_preconditioner, ekfac_preconditioner, conv1d_as_linear
+from .corpus import (cg_preconditioner, ekfac_preconditioner, conv1d_as_linear, max_context, token_ids, shards,
+                           as_corpus)
 from .index import GradientIndex, build_index
 
 PRECONDITION_HELP = dict(identity='identity (damping-dominated limit, g/λ)',
@@ -172,10 +221,12 @@ def conv1d_transposed(precondition, model):
     flip = lambda g: {n: (t.T if n in flip_names else t) for n, t in g.items()}
     return lambda g: flip(precondition(flip(g)))
 
-def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch_size:int=8):
+def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch_size:int=8,
+                        max_length:int=None, cg_tol:float=1e-3, cg_maxiter:int=20):
     "The preconditioner `--precondition` names, over the parameters `params` (None: all) and the corpus `docs`."
     if kind == 'identity': return identity_preconditioner(damping)
-    if kind == 'cg': return cg_preconditioner(model, tok, docs, damping, params=params, batch_size=batch_size)
+    if kind == 'cg': return cg_preconditioner(model, tok, docs, damping, params=params, batch_size=batch_size,
+                                              maxiter=cg_maxiter, tol=cg_tol, max_length=max_length)
     names, mods = list(dict(model.named_parameters()) if params is None else params), dict(model.named_modules())
     # params: parameter or module names; EK-FAC covers the linear layers among them but the output head
     modules = list(dict.fromkeys(m for n in names for m in (n, n.rsplit('.', 1)[0])
@@ -183,44 +234,117 @@ def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch
                                  and mods[m] is not model.get_output_embeddings()))
     if not modules: raise ValueError("--precondition ekfac needs linear layers among the parameters: use --params blocks")
     lin = conv1d_as_linear(model)
-    return conv1d_transposed(ekfac_preconditioner(lin, tok, list(Corpus(docs)), damping, modules=modules,
-                                                  batch_size=batch_size), model)
+    return conv1d_transposed(ekfac_preconditioner(lin, tok, list(as_corpus(docs)), damping, modules=modules,
+                                                  batch_size=batch_size, max_length=max_length), model)
 
 def attribution_corpus(args):
-    "The documents `ias attribute` traces to: the index of `--index`, else the `--corpus` file."
+    "The documents `ias attribute` traces to: the index of `--index`, else the `--corpus` file (checked: UTF-8)."
     if args.index is not None: return GradientIndex(args.index)
     if args.corpus is None: raise ValueError("give the documents: --corpus FILE, or --index DIR built by `ias index build`")
-    return Corpus(args.corpus)
+    return checked_corpus(args.corpus, args.text_field)
+
+def checked_corpus(path:Path, text_field:str='text') -> Corpus:
+    "The `--corpus` file as a `Corpus`, its bytes checked to be UTF-8 (file and line named otherwise)."
+    corpus = Corpus(path, text_field=text_field)
+    utf8_check(path)
+    return corpus
+
+
+# %% ../nbs/14_cli.ipynb #c1a0e0a1
+def truncation(model, tok, docs, max_tokens:int=None) -> tuple: # (token limit, documents over it)
+    """The one truncation rule of every method: documents longer than `--max-tokens` (default: the model's context)
+    are cut to their first that many tokens; how many are, counted here."""
+    limit = max_tokens or max_context(model)
+    if limit is None: return None, 0
+    return limit, sum(sum(len(x) > limit for x in token_ids(tok, shard)) for _, _, shard in shards(as_corpus(docs), 1024))
+
+def truncation_line(limit, n_cut:int, n:int) -> str:
+    "What the truncation did, in one line."
+    return (f"{n_cut} of {n} documents are longer than {limit} tokens: each is read up to its first {limit} "
+            "by every method (--max-tokens sets the limit)")
+
 
 # %% ../nbs/14_cli.ipynb #ae1d20e0
+METHOD_IGNORES = dict(precondition=NEEDS_TEXTS, damping=NEEDS_TEXTS, k=('contrast', 'unit') + NEEDS_TEXTS)
+FLAG_DEFAULTS = dict(precondition='identity', damping=1.0, k=8)
+
+def method_flags(args):
+    "Refuse `--precondition`, `--damping` or `--k` given to a method that ignores them; else fill in their defaults."
+    for flag, ignored in METHOD_IGNORES.items():
+        if getattr(args, flag) is not None and args.method in ignored:
+            users = ', '.join(m for m in ATTRIBUTION_METHODS if m not in ignored)
+            raise ValueError(f"--method {args.method} ignores --{flag}: leave it out, or pick a method that uses it "
+                             f"({users})")
+        if getattr(args, flag) is None: setattr(args, flag, FLAG_DEFAULTS[flag])
+
+def shard_folder(args, vector, layer:str, limit) -> Path:
+    "Where `ias attribute` keeps its shards: one folder per method, preconditioner, and hash of the vector and settings."
+    h = hashlib.sha256(vector.detach().double().cpu().numpy().tobytes())
+    h.update(json.dumps([args.model, layer, args.alpha, args.k, args.damping, args.params, str(args.probes), limit,
+                         args.cg_tol, args.cg_maxiter, args.shard_size]).encode())
+    return args.out / 'shards' / f"{args.method}-{args.precondition}-{h.hexdigest()[:12]}"
+
+def run_settings(args, layer:str, n:int, n_probes:int, precondition) -> dict:
+    "The settings of an `ias attribute` run, as attribution.json records them."
+    s = dict(command='ias ' + ' '.join(args.argv), method=args.method,
+             method_description=ATTRIBUTION_METHODS[args.method], model=args.model, layer=layer, vector=args.vector,
+             corpus=str(args.index or args.corpus), index=str(args.index) if args.index else None, n_documents=n,
+             n_probes=n_probes, alpha=args.alpha, params=args.params, **args.truncation,
+             shards=str(args.shards) if args.shards else None)
+    if args.method in NEEDS_TEXTS: return s | dict(precondition=None, damping=None, k=None)
+    s |= dict(precondition=PRECONDITION_HELP[args.precondition], damping=args.damping,
+              k=None if args.method in METHOD_IGNORES['k'] else args.k)
+    if hasattr(precondition, 'records'):            # CG: each solve's products and final relative residual
+        s['cg'] = dict(tol=args.cg_tol, maxiter=args.cg_maxiter, solves=[
+            dict(products=r.iters, residual=float(r.residuals[-1]), converged=bool(r.converged))
+            for r in precondition.records])
+    return s
+
+def attribution_sentence(s:dict) -> str:
+    "The run of attribution.json's settings `s` in one sentence: method, layer, model, corpus and settings."
+    pre = (f"preconditioner {s['precondition']} with λ = {s['damping']:g}" if s.get('precondition')
+           else "no preconditioner (an activation baseline: no gradients)")
+    k = f", k = {s['k']} sketch rows" if s.get('k') else ''
+    return (f"The {s['n_documents']} documents of {s['corpus']} ranked by `{s['method']}` ({s['method_description']}) "
+            f"for the steering vector {s['vector']} at layer {s['layer']} of {s['model']}: {pre}; α = {s['alpha']:g}{k}, "
+            f"{s['n_probes']} probe prompts; documents read up to {s['max_tokens']} tokens "
+            f"({s['n_truncated']} truncated).")
+
 def attribute(args) -> dict:
     "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
-    from ias_nb.models import load_causal_lm
     args.method = method_of(args)
+    method_flags(args)
     corpus = attribution_corpus(args)
     n = len(corpus)
     if n == 0: raise ValueError(f"{args.corpus} holds no documents")
     if args.top > n: raise ValueError(f"--top {args.top} is larger than the corpus ({n} documents)")
-    model, tok = load_causal_lm(args.model, device=check_device(args.device))
+    writable_folder(args.out)
+    model, tok = load_model(args.model, '--model', args.device)
     layer = resolve_layer(model, args.layer)
     prompts = read_lines(args.probes) if args.probes else prompt_set('eval_prompts')[:32]
     if len(prompts) < 2:
         raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
-    vector = steering_vector_from(args.vector, model, tok, layer)
+    vector = steering_vector_from(args.vector, model, tok, layer, args.force)
+    if args.index and args.max_tokens and args.max_tokens != corpus.manifest.get('max_length'):
+        raise ValueError(f"--max-tokens {args.max_tokens}: the index holds documents read up to "
+                         f"{corpus.manifest.get('max_length')} tokens; rebuild it with ias index build --max-tokens")
+    limit, n_cut = truncation(model, tok, corpus, corpus.manifest.get('max_length') if args.index else args.max_tokens)
+    args.truncation = dict(max_tokens=limit, n_truncated=n_cut)
+    if process_group()[0] == 0: print(truncation_line(limit, n_cut, n))
     params = corpus.params if args.index else None if args.params == 'all' else block_weights(model)
-    docs = corpus if args.index else str(args.corpus)
-    precondition = preconditioner_from(args.precondition, model, tok, docs, args.damping, params, args.batch_size)
+    args.shards = None if args.index or args.method in NEEDS_TEXTS else shard_folder(args, vector, layer, limit)
+    torch.manual_seed(0)                    # EK-FAC samples labels: a re-run fits the same factors, and query
+    precondition = None if args.method in NEEDS_TEXTS else preconditioner_from(
+        args.precondition, model, tok, corpus, args.damping, params, args.batch_size, limit, args.cg_tol, args.cg_maxiter)
     if args.method != 'rho':
-        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, docs, precondition)
-    r = steer_to_documents(model, tok, layer, vector, probes, docs,
-                           precondition, alpha=args.alpha, k=args.k, heldout=heldout,
-                           batch_size=args.batch_size, params=params, out=args.out / 'scores')
+        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition)
+    r = steer_to_documents(model, tok, layer, vector, probes, corpus, precondition, alpha=args.alpha, k=args.k,
+                           heldout=heldout, batch_size=args.batch_size, params=params, out=args.shards,
+                           max_length=limit, shard_size=args.shard_size)
     ranked = r.top(args.top)
-    texts = picked(docs, [i for i, _ in ranked])
-    settings = dict(r.settings, command='ias ' + ' '.join(args.argv), method='rho', model=args.model,
-                    corpus=str(args.index or args.corpus), n_documents=n, params=args.params, damping=args.damping,
-                    precondition=PRECONDITION_HELP[args.precondition], index=str(args.index) if args.index else None)
+    texts = picked(corpus, [i for i, _ in ranked])
+    settings = r.settings | run_settings(args, layer, n, len(probes), precondition)
     res = dict(method='rho', top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
                measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
                share=r.share, heldout_share=r.heldout_share, heldout_along=r.heldout_along, settings=settings)
@@ -231,21 +355,42 @@ def _write_attribution(out:Path, res:dict, r:DocumentAttribution):
     "Write attribution.json, .md and .png to `out` and print the table."
     out.mkdir(parents=True, exist_ok=True)
     (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
-    (out / 'attribution.md').write_text(attribution_markdown(res['top']) + '\n')
+    md = attribution_sentence(res['settings']) + '\n\n' + attribution_markdown(res['top'])
+    (out / 'attribution.md').write_text(md + '\n')
     attribution_figure(r).savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-    print(attribution_markdown(res['top']))
+    print(md)
     print(r)
     print(f"written to {out}")
 
 
 # %% ../nbs/14_cli.ipynb #3db6c052
+METHOD_USE = dict(
+    rho="the first-order change of the steer's logit shift on the probes per unit up-weighting of the document; "
+        "the only method that also gives the ℓ1 measure (a few signed documents that reproduce the shift); "
+        "documents with large gradients weigh most",
+    l1="the documents of the ℓ1-minimal measure first: the fewest documents that together reproduce the steer's "
+       "shift on the k-row sketch, then the rest by ρ",
+    contrast="the document's influence on the loss gap between the caa: pairs (needs caa:POSITIVE,NEGATIVE): it "
+             "asks what the pairs ask, without the probes' logit shift",
+    unit="ρ over the document's gradient norm: the direction of its gradient, not its size, so long or rare "
+         "documents do not win by norm alone",
+    logit_norm="the cosine of the document's own logit shift on the probes with the steer's: alignment whatever "
+               "the size of the shift",
+    deflated="ρ without the logit shift most documents share: when one common shift dominates ρ",
+    cosine="no gradients: cosine of the document's mean hidden state at --layer with the vector; fast, reads the "
+           "texts; similarity of representations, not influence",
+    projection_difference="no gradients (persona vectors): how much more the text projects on the vector than the "
+                          "model's own continuation; reads the texts and generates")
+
 def add_method_option(a):
     "The `--method` option of `ias attribute`."
     a.add_argument('--method', choices=sorted(ATTRIBUTION_METHODS),
                    help="how documents are ranked (default: the best on chapter 11's planted-concept benchmark that runs "
                         f"on the inputs: {default_attribution()} with --corpus; with --index, {default_attribution(False)} "
-                        f"for a caa: vector, else {default_attribution(False, False)}): "
-                        + '; '.join(f'{k}: {v}' for k, v in ATTRIBUTION_METHODS.items()))
+                        f"for a caa: vector, else {default_attribution(False, False)}). What each computes: "
+                        + '; '.join(f'{k}: {v}' for k, v in METHOD_USE.items())
+                        + f". {', '.join(NEEDS_TEXTS)} ignore --precondition, --damping and --k; "
+                        "contrast and unit ignore --k")
 
 def method_of(args) -> str:
     "`--method`, or the default for the inputs given (`default_attribution`)."
@@ -257,22 +402,18 @@ def contrast_pairs(spec:str) -> tuple:
         raise ValueError("--method contrast needs the contrast pairs: give --vector caa:POSITIVE_FILE,NEGATIVE_FILE")
     return tuple(map(read_lines, spec[4:].split(',')))
 
-def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs=None,
+def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs,
                         precondition=None) -> dict:
     "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
-    docs = str(args.corpus) if docs is None else docs
     if args.method in NEEDS_TEXTS and getattr(args, 'index', None):
         raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
     scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,
                                 precondition or identity_preconditioner(args.damping), params, *pairs,
-                                alpha=args.alpha,
-                                k=args.k, batch_size=args.batch_size).cpu()
+                                alpha=args.alpha, k=args.k, batch_size=args.batch_size, max_length=args.truncation['max_tokens'],
+                                out=args.shards, shard_size=args.shard_size).cpu()
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
-    settings = dict(command='ias ' + ' '.join(args.argv), method=args.method,
-                    method_description=ATTRIBUTION_METHODS[args.method], model=args.model, layer=layer,
-                    corpus=str(getattr(args, 'index', None) or args.corpus), n_documents=n, k=args.k, alpha=args.alpha,
-                    params=args.params, damping=args.damping, precondition=PRECONDITION_HELP[args.precondition])
+    settings = run_settings(args, layer, n, len(probes), precondition)
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
                                         for i, t in zip(top, picked(docs, top))],
                measure=[], settings=settings)
@@ -280,16 +421,16 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
         out = args.out; out.mkdir(parents=True, exist_ok=True)
         (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
         table = attribution_markdown(res['top']).replace('| ρ |', f'| {args.method} |', 1)
-        (out / 'attribution.md').write_text(f"method: {args.method} ({ATTRIBUTION_METHODS[args.method]})\n\n"
-                                            + table + '\n')
+        md = attribution_sentence(settings) + '\n\n' + table
+        (out / 'attribution.md').write_text(md + '\n')
         from matplotlib.figure import Figure
         fig = Figure(figsize=(6, 3.2)); ax = fig.subplots()
         ax.plot(scores.numpy(), '.', ms=3)
         ax.set(xlabel='document', ylabel=args.method, title=f'{args.method} over {n} documents')
         fig.tight_layout(); fig.savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-        print(f"method: {args.method} ({ATTRIBUTION_METHODS[args.method]})")
-        print(table); print(f"written to {out}")
+        print(md); print(f"written to {out}")
     return res
+
 
 # %% ../nbs/14_cli.ipynb #617dabac
 def under_torchrun(argv:list, nproc:int) -> bool:
@@ -323,7 +464,10 @@ def tuned_delta(base, spec:str, dtype=torch.float32) -> tuple: # (Δθ, the tune
             for n, p in tuned.named_parameters():
                 if n in dtheta: p.add_(dtheta[n].to(p))
         return dtheta, tuned
-    tuned = load_causal_lm(spec)[0].to(dtype)
+    try: tuned = load_causal_lm(checked_model(str(spec), '--tuned'))[0].to(dtype)
+    except OSError:
+        raise ValueError(f"--tuned {spec!r}: not an adapter or model folder here, and not a Hugging Face id in the cache "
+                         "(no network?)") from None
     return parameter_delta(base, tuned, dtype), tuned
 
 # %% ../nbs/14_cli.ipynb #109bb586
@@ -336,9 +480,16 @@ def distill_layers(model, layer:str=None, layers:str=None) -> list:
     return list(dict.fromkeys(resolve_layer(model, round(i * (n - 1) / 4)) for i in range(5)))
 
 # %% ../nbs/14_cli.ipynb #ede5fbb9
-def distill_markdown(rows:list, evals:list, reason:str) -> str:
+def distill_sentence(args, layers:list, chosen) -> str:
+    "The distillation run in one sentence: models, layers, the chosen one, and the solve's settings."
+    pick = f"the layer rule chose {chosen}" if chosen else "the layer rule chose none"
+    return (f"{args.tuned} distilled into steering vectors of {args.base} at {', '.join(layers)} ({pick}): "
+            f"IAS solve {args.solver}, damping μ = {args.damping:g}, LSQR cap {args.maxiter or 'its own'}, "
+            f"{args.n_probes} fit prompts, {args.n_random} random vectors in the control, {args.dtype}.")
+
+def distill_markdown(rows:list, evals:list, reason:str, sentence:str='') -> str:
     "The distillation as a markdown table: per layer, γ_v and residuals, then KL ratio and token share per method."
-    lines = ["| layer | γ_v probes | γ_v held-out | cos held-out | method | α | KL / KL(base) [95% CI] | changed tokens reproduced [95% CI] |",
+    lines = ([sentence, ''] if sentence else []) + ["| layer | γ_v probes | γ_v held-out | cos held-out | method | α | KL / KL(base) [95% CI] | changed tokens reproduced [95% CI] |",
              "|---|---|---|---|---|---|---|---|"]
     for r, ev in zip(rows, evals):
         for i, m in enumerate(ev['rows']):
@@ -351,14 +502,15 @@ def distill_markdown(rows:list, evals:list, reason:str) -> str:
 # %% ../nbs/14_cli.ipynb #b4c9296d
 def distill_command(args) -> dict:
     "`ias distill`: Δθ of a fine-tune, its steering vector at each layer, the evaluation; written to `args.out`."
-    from ias_nb.models import load_causal_lm
     from ias_nb.steering import distill, evaluate_distillation, plot_distillation
     dtype = dict(float32=torch.float32, float64=torch.float64)[args.dtype]
     lines = read_lines(args.probes)
     fit, held = (lines, read_lines(args.heldout)) if args.heldout else (lines[::2], lines[1::2])
     if len(fit) < 2 or len(held) < 1:
         raise ValueError(f"{args.probes}: need at least 2 fit and 1 held-out prompts, got {len(fit)} and {len(held)}")
-    base, tok = load_causal_lm(args.base, device=check_device(args.device))
+    writable_folder(args.out)
+    if not (Path(args.tuned) / 'adapter_config.json').is_file(): checked_model(args.tuned, '--tuned')
+    base, tok = load_model(args.base, '--base', args.device)
     base = base.to(dtype)
     dtheta, tuned = tuned_delta(base, args.tuned, dtype)
     layers = distill_layers(base, args.layer, args.layers)
@@ -374,7 +526,7 @@ def distill_command(args) -> dict:
         plot_distillation(ev, f"{layer}: γ_v {sv.meta['gamma']:.2f}").savefig(
             args.out / f"distill_{layer.replace('.', '_')}.png", dpi=110)
     (args.out / 'evaluation.json').write_text(json.dumps(evals, indent=1))
-    md = distill_markdown(d.rows, evals, d.choice.reason)
+    md = distill_markdown(d.rows, evals, d.choice.reason, distill_sentence(args, layers, d.choice.layer))
     (args.out / 'distill.md').write_text(md)
     print(md); print(f"written to {args.out}: {', '.join(f.name for f in files)}, evaluation.json, distill.md")
     return dict(distillation=d, evaluation=evals)
@@ -392,25 +544,28 @@ def add_distill_command(sub):
     c.add_argument('--probes', required=True, type=Path, help='prompts, one per line: even lines fit, odd lines '
                                                               'are held out (unless --heldout)')
     c.add_argument('--heldout', type=Path, help='held-out prompts, one per line (then every probe fits)')
-    c.add_argument('--n-probes', type=int, default=8, help='prompts of the IAS solve (J_h has probes × vocabulary rows)')
-    c.add_argument('--n-random', type=int, default=10, help='equal-norm random vectors of the control')
+    c.add_argument('--n-probes', type=positive_int, default=8, help='prompts of the IAS solve (J_h has probes × vocabulary rows)')
+    c.add_argument('--n-random', type=positive_int, default=10, help='equal-norm random vectors of the control')
     c.add_argument('--solver', choices=['auto', 'dense', 'lsqr'], default='auto',
                    help="the IAS solve: 'dense' J_h (exact; GBs for a large vocabulary), matrix-free 'lsqr', or 'auto'")
-    c.add_argument('--maxiter', type=int, help='LSQR iteration cap (default: its own)')
+    c.add_argument('--maxiter', type=positive_int, help='LSQR iteration cap (default: its own)')
     c.add_argument('--damping', type=float, default=0.0, help='ridge μ of the solve')
     c.add_argument('--dtype', choices=['float32', 'float64'], default='float32')
 
 # %% ../nbs/14_cli.ipynb #4f9968b4
 def index_build(args) -> GradientIndex:
     "`ias index build`: build (or resume) the gradient index of `--corpus` for `--model` in `--out`."
-    from ias_nb.models import load_causal_lm
-    corpus = Corpus(args.corpus)
+    corpus = checked_corpus(args.corpus, args.text_field)
     if len(corpus) == 0: raise ValueError(f"{args.corpus} holds no documents")
-    model, tok = load_causal_lm(args.model, device=check_device(args.device))
-    dims = None if args.dims == 'full' else int(args.dims)
+    writable_folder(args.out)
+    model, tok = load_model(args.model, '--model', args.device)
+    dims = None if args.dims == 'full' else args.dims
     layers = args.layers.split(',') if args.layers else [f'{block_list(model)}.*']
+    limit, n_cut = truncation(model, tok, corpus, args.max_tokens)
+    if process_group()[0] == 0: print(truncation_line(limit, n_cut, len(corpus)))
+    args.shards = args.out
     ix = build_index(model, tok, corpus, args.out, dims=dims, layers=layers, seed=args.seed, dtype=args.dtype,
-                     batch_size=args.batch_size, shard_size=args.shard_size, progress=True)
+                     batch_size=args.batch_size, shard_size=args.shard_size, progress=True, max_length=limit)
     if process_group()[0] == 0: print(ix, f"written to {args.out}")
     return ix
 
@@ -420,30 +575,42 @@ def add_index_command(sub):
     c.add_argument('action', choices=['build'])
     c.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), a Hugging Face "
                                                       "id or a folder written by save_pretrained")
-    c.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl ("text")')
-    c.add_argument('--dims', default='16', help="k: each layer's gradient projected to k × k; 'full': exact")
+    c.add_argument('--corpus', required=True, type=Path, help='.txt (one document per line) or .jsonl (--text-field)')
+    c.add_argument('--text-field', default='text', help='the field of a .jsonl corpus that holds the text')
+    c.add_argument('--dims', default=16, type=dims_arg, help="k: each layer's gradient projected to k × k; 'full': exact")
+    c.add_argument('--max-tokens', type=positive_int, help="read each document up to this many tokens (default: the "
+                                                           "model's context); the build reports how many were cut")
     c.add_argument('--layers', help='comma-separated layer names or globs (default: every linear layer of the blocks)')
     c.add_argument('--dtype', default='float16', choices=['float16', 'bfloat16', 'float32', 'float64'])
     c.add_argument('--seed', type=int, default=0, help='seed of the projections')
-    c.add_argument('--batch-size', type=int, default=8)
-    c.add_argument('--shard-size', type=int, default=1024, help='documents per shard file')
-    c.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
+    c.add_argument('--batch-size', type=positive_int, default=8)
+    c.add_argument('--shard-size', type=positive_int, default=1024, help='documents per shard file')
+    c.add_argument('--nproc', type=positive_int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
 
 # %% ../nbs/14_cli.ipynb #0849b340
+LAYERS_SHORT = dict(target='target', layer='layer', ceiling='ceiling', gamma_position='γ_v per position',
+                    gamma_tied='γ_v tied', gamma_batch='γ_v batch', effort_tied='effort tied')
+
+def short_table(rows:list, cols:dict, digits:int=3) -> str:
+    "Markdown table of the columns `cols` (key → heading) of `rows`."
+    fmt = lambda x: f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+    return '\n'.join(['| ' + ' | '.join(cols.values()) + ' |', '|' + '---|' * len(cols)]
+                     + ['| ' + ' | '.join(fmt(r[c]) for c in cols) + ' |' for r in rows])
+
 def run_one(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
     device = check_device(args.device)
+    writable_folder(args.out)
     if args.command == 'spectral':
         if args.model not in (None, 'digits-cnn'):
             raise ValueError(f"unknown vision model {args.model!r}: the spectral experiment runs on "
                              "'digits-cnn', whose training data ship here")
         e = spectral_experiment(layer=args.layer or '3', n=args.n or 200)
     else:
-        from ias_nb.models import load_causal_lm
         model_name = args.model or ('tiny-gpt2' if args.command == 'layers' else 'smollm2')
-        model, tok = load_causal_lm(model_name, device=device)
+        model, tok = load_model(model_name, '--model', device)
         if args.command == 'detox':
-            alphas = dict(alphas=[float(a) for a in args.alphas.split(',')]) if args.alphas else {}
+            alphas = dict(alphas=args.alphas) if args.alphas else {}
             e = detox_experiment(model, tok, layer=args.layer or 0.5, n=args.n or 120, **alphas, **FULL_VECTORS)
         elif args.command == 'equivalence':
             e = equivalence_experiment(model, tok, layer=args.layer or 0.5, n_heldout=args.n or 32, **FULL_VECTORS)
@@ -451,8 +618,12 @@ def run_one(args) -> Experiment:
             layers = args.layer.split(',') if args.layer else None
             e = gamma_depth_experiment(model, tok, n=args.n or 32, layers=layers)
     e.settings['command'] = 'ias ' + ' '.join(args.argv)
-    e.save(args.out)
-    print(e.markdown())
+    path = e.save(args.out)
+    if args.command == 'layers':
+        print(short_table(e.rows, LAYERS_SHORT))
+        print(f"(γ_v at the main rank tolerance; the full table, {len(e.rows[0])} columns with the other tolerances "
+              f"and quartiles, is in {path})")
+    else: print(e.markdown())
     print('settings:', e.settings)
     print(f"written to {args.out}")
     return e
@@ -467,6 +638,29 @@ EXPERIMENT_HELP = dict(
              'directions (digits CNN)')
 LAYER_HELP = 'layer name, block index, or relative depth in [0, 1]'
 
+def positive_int(s:str) -> int:
+    "argparse type: a whole number ≥ 1 (argparse names the flag in its one-line error)."
+    try: k = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if k < 1: raise argparse.ArgumentTypeError(f"{s!r} is not ≥ 1")
+    return k
+
+def positive_float(s:str) -> float:
+    "argparse type: a number > 0."
+    try: x = float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not x > 0: raise argparse.ArgumentTypeError(f"{s!r} is not > 0")
+    return x
+
+def float_list(s:str) -> list:
+    "argparse type: comma-separated numbers."
+    try: return [float(a) for a in s.split(',')]
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of numbers") from None
+
+def dims_arg(s:str):
+    "argparse type of `--dims`: a whole number k ≥ 1, or 'full'."
+    return s if s == 'full' else positive_int(s)
+
 def add_experiment_commands(sub):
     "One sub-command per experiment at full size: detox, equivalence, layers, spectral."
     for name, h in EXPERIMENT_HELP.items():
@@ -474,9 +668,10 @@ def add_experiment_commands(sub):
         c.add_argument('--model', help="'smollm2' (default, offline), 'tiny-gpt2' (default of layers), "
                                         "or a Hugging Face id such as gpt2-medium; spectral: 'digits-cnn'")
         c.add_argument('--layer', help=LAYER_HELP + ' (layers: a comma-separated list)')
-        c.add_argument('--n', type=int, help='size: evaluation prompts (detox), held-out prompts '
+        c.add_argument('--n', type=positive_int, help='size: evaluation prompts (detox), held-out prompts '
                                               '(equivalence), prompts (layers), random directions (spectral)')
-        if name == 'detox': c.add_argument('--alphas', help='comma-separated steering strengths (default 0.5,1,2,4)')
+        if name == 'detox': c.add_argument('--alphas', type=float_list,
+                                           help='comma-separated steering strengths (default 0.25,0.5,0.75,1,1.5,2,3)')
 
 def add_attribute_command(sub):
     "The `attribute` sub-command: a steering vector traced to the documents of a corpus."
@@ -489,22 +684,36 @@ def add_attribute_command(sub):
                    'or caa:POSITIVE_FILE,NEGATIVE_FILE')
     a.add_argument('--vector', required=True, help=vector_help)
     a.add_argument('--corpus', type=Path,
-                   help='.txt (one document per line) or .jsonl (a "text" field); or give --index')
+                   help='.txt (one document per line) or .jsonl (the field of --text-field); or give --index')
+    a.add_argument('--text-field', default='text', help='the field of a .jsonl corpus that holds the text')
     a.add_argument('--index', type=Path, help='a gradient index built by `ias index build`: no pass over the corpus')
-    a.add_argument('--precondition', choices=list(PRECONDITION_HELP), default='identity',
-                   help='(H + λI)⁻¹ on the query: ' + '; '.join(f'{k}: {v}' for k, v in PRECONDITION_HELP.items()))
+    a.add_argument('--precondition', choices=list(PRECONDITION_HELP),
+                   help='(H + λI)⁻¹ on the query (default identity; the gradient methods only): '
+                        + '; '.join(f'{k}: {v}' for k, v in PRECONDITION_HELP.items())
+                        + '. ekfac: the curvature of large models at the cost of one fit; cg: the exact (G + λI)⁻¹ '
+                          'when the corpus is small (each product is a pass over the corpus, one solve per sketch '
+                          'row: k solves, each up to --cg-maxiter passes), or to check EK-FAC')
+    a.add_argument('--cg-tol', type=positive_float, default=1e-3,
+                   help='CG stops at this relative residual ‖r‖/‖g‖ (each solve prints its own)')
+    a.add_argument('--cg-maxiter', type=positive_int, default=20, help='CG products per solve at most')
     a.add_argument('--probes', type=Path, help='probe prompts, one per line (default: the shipped evaluation '
                                                'prompts); half are held out')
-    a.add_argument('--top', type=int, default=20, help='how many documents of largest ρ to list')
-    a.add_argument('--k', type=int, default=8,
-                   help='rows of the output sketch: the ℓ1 measure has at most k documents')
+    a.add_argument('--top', type=positive_int, default=20, help="how many documents of largest score (--method's) to list")
+    a.add_argument('--k', type=positive_int, help='rows of the output sketch (default 8): the ℓ1 measure has at most '
+                                                  'k documents (rho, l1, logit_norm, deflated)')
     a.add_argument('--alpha', type=float, default=1.0, help='steering strength')
-    a.add_argument('--damping', type=float, default=1.0,
-                   help='λ of the identity preconditioner (H + λI)⁻¹ ≈ I/λ')
+    a.add_argument('--damping', type=positive_float, help='λ of (H + λI)⁻¹ (default 1; identity: ≈ I/λ); gradient '
+                                                          'methods only')
     a.add_argument('--params', choices=['blocks', 'all'], default='blocks',
                    help="θ: the blocks' linear layers (default) or all parameters")
-    a.add_argument('--batch-size', type=int, default=8)
-    a.add_argument('--nproc', type=int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
+    a.add_argument('--batch-size', type=positive_int, default=8)
+    a.add_argument('--max-tokens', type=positive_int, help="read each document up to this many tokens (default: the "
+                                                           "model's context); the run reports how many were cut")
+    a.add_argument('--shard-size', type=positive_int, default=1024,
+                   help='documents per shard: the gradient methods keep each finished shard under OUT/shards/, and '
+                        'the same command run again resumes from them')
+    a.add_argument('--force', action='store_true', help="apply a SteeringVector saved for another layer at --layer")
+    a.add_argument('--nproc', type=positive_int, default=1, help='processes (torchrun; gloo on CPU, NCCL on GPU)')
     add_method_option(a)
 
 def parser() -> argparse.ArgumentParser:
@@ -527,6 +736,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 # %% ../nbs/14_cli.ipynb #72fa5739
+def kept_line(args) -> str:
+    "What an interrupted `ias` run kept, and how to resume it."
+    folder = getattr(args, 'shards', None)
+    done = sorted(Path(folder).glob('*.safetensors')) if folder and Path(folder).is_dir() else []
+    if not done: return "nothing was kept: no shard had finished"
+    return (f"kept {len(done)} finished shard(s) in {folder}: run the same command again to resume from them")
+
 def main(argv=None):
     "Console entry point: `ias <command> [options]`."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -543,4 +759,5 @@ def main(argv=None):
             if not under_torchrun(argv, args.nproc): index_build(args)
         else: run_one(args)
     except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")
+    except KeyboardInterrupt: raise SystemExit(f"ias {args.command}: interrupted; {kept_line(args)}") from None
 

@@ -8,7 +8,7 @@ import copy, difflib, hashlib, itertools, json, os, tempfile, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -17,17 +17,17 @@ from tqdm.auto import tqdm
 from .linalg import cg
 from .jacobians import (find_layer, layer_hook, recorded_layer, select_params, flat_params,
     unflat_params, last_token_logits, forward_ad_attention)
-from .alignment import text_losses, requiring_grad
+from .alignment import text_losses, requiring_grad, weighted_loss_gradient
 from .attribution import steering_to_measure
-from .steering import (lm_batch, padded_batch, pad_id, model_device, absolute_positions, ias_vector,
+from .steering import (lm_batch, padded_batch, pad_id, model_device, ias_vector,
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
 __all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards',
-           'token_ids', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan', 'passing_gradients',
-           'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum',
-           'gathered_scores', 'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores',
-           'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
+           'token_ids', 'max_context', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan',
+           'passing_gradients', 'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group',
+           'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore',
+           'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
            'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear',
            'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
            'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
@@ -35,9 +35,9 @@ __all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT
            'python_doc_paragraphs', 'finetune', 'precision_at_k', 'width_check', 'hidden_cosines', 'mean_ci',
            'causal_check', 'random_subsets', 'subset_predictions', 'column_spearman', 'mean_interval', 'lds',
            'seed_ceiling', 'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision',
-           'max_context', 'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient',
-           'influence_queries', 'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores',
-           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision']
+           'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries',
+           'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores',
+           'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -57,7 +57,7 @@ def _jsonl_documents(path:Path, text_field:str) -> Iterator[str]:
             row = json.loads(l)
             if text_field not in row:
                 raise ValueError(f"{path}: line {i} has no field {text_field!r} (fields: {sorted(row)}); "
-                                 "pass text_field=")
+                                 "pass text_field= (ias: --text-field)")
             yield row[text_field]
 
 # %% ../nbs/11_corpus.ipynb #bf641553
@@ -120,6 +120,10 @@ def shards(corpus:Corpus, shard_size:int) -> Iterator[tuple]:
 def token_ids(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> list:
     "Each document's token ids (as the tokenizer adds them in `lm_batch`), truncated to `max_length`."
     return [ids[:max_length] for ids in tokenizer(list(docs))['input_ids']]
+
+def max_context(model:nn.Module) -> Optional[int]:
+    "The model's context length in tokens (`config.max_position_embeddings`), or None when it does not say."
+    return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
 
 def rank_batches(lengths:Sequence[int], batch_size:int, rank:int=0, world:int=1) -> list:
     """This rank's batches of document indices: documents of ≥ 2 tokens,
@@ -629,12 +633,16 @@ class CGPreconditioner:
         the dtype of g's entries); g/λ on any other entry of g."""
         like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
         b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
-        with tqdm(desc='CG (one corpus pass each)', unit='product',
-                  disable=not self.progress or process_group()[0] != 0) as bar:
+        quiet = not self.progress or process_group()[0] != 0
+        with tqdm(desc=f'CG solve {len(self.records) + 1} (one corpus pass per product)', unit='product',
+                  total=self.maxiter, disable=quiet) as bar:
             def A(x):
                 bar.update(1); return flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
             rec = cg(A, b, tol=self.tol, maxiter=self.maxiter)
         self.records.append(rec)
+        if not quiet:
+            tqdm.write(f"CG solve {len(self.records)}: {rec.iters} products, relative residual {rec.residuals[-1]:.2e} "
+                       f"(tol {self.tol:g}{'' if rec.converged else f', stopped at maxiter {self.maxiter}'})")
         if not rec.converged:
             warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual "
                           f"{rec.residuals[-1]:.2e} > tol {self.tol:g}")
@@ -683,7 +691,7 @@ def linear_modules(model:nn.Module, modules:Optional[Sequence[str]]=None) -> lis
                              "pass conv1d_as_linear(model))")
         return found
     bad = [n for n in modules if n not in lin]
-    if bad: raise ValueError(f"not nn.Linear layers of the model: " + "; ".join(
+    if bad: raise ValueError("not nn.Linear layers of the model: " + "; ".join(
         f"{b!r} (closest: {difflib.get_close_matches(b, sorted(lin), n=3)})" for b in bad)
         + ". EK-FAC covers nn.Linear only; for transformers' Conv1D pass conv1d_as_linear(model)")
     return list(modules)
@@ -715,7 +723,7 @@ def document_task(modules:Sequence[str]):
     class DocumentTask(Task):
         def compute_train_loss(self, batch, model, sample=False):
             if not sample: return text_losses(model, batch).sum()        # Σ_z ℓ(z)
-            ids, am = batch['input_ids'], batch['attention_mask']
+            am = batch['attention_mask']
             logits = model(**batch).logits[:, :-1]
             real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
             with torch.no_grad():                                       # labels drawn from the model
@@ -801,13 +809,13 @@ def ekfac_preconditioner(
     modules:Optional[Sequence[str]]=None, # nn.Linear layer names (None: all but the output head)
     batch_size:int=8,                     # documents per batch while fitting
     samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
-    max_length:Optional[int]=None,        # truncate documents to this many tokens
+    max_length:Optional[int]=None,        # truncate documents to this many tokens (default: the model's context)
 ) -> EKFACPreconditioner:
     """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus
     Gauss–Newton matrix, factors fitted by kronfluence."""
     _check_damping(damping)
     return EKFACPreconditioner(model, ekfac_factors(model, tokenizer, docs, linear_modules(model, modules),
-                                                    batch_size, samples, max_length), damping)
+                                                    batch_size, samples, max_length or max_context(model)), damping)
 
 # %% ../nbs/11_corpus.ipynb #4ae248f1
 def centred(y:Tensor) -> Tensor:
@@ -826,10 +834,13 @@ def sketch_rows(t:Tensor, k:int, seed:int=0) -> Tensor:
 
 # %% ../nbs/11_corpus.ipynb #0583e039
 def measure_update(model:nn.Module, tokenizer, docs:Sequence[str], weights, precondition:Callable,
-                   params=None, batch_size:int=8) -> dict:
-    """Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order
-    parameter update of re-weighting documents by w."""
-    g = text_loss_gradient(model, tokenizer, docs, batch_size, weights, select_params(model, params))
+                   params=None, batch_size:int=8, max_length:Optional[int]=None) -> dict:
+    """Δθ = −(H+λI)⁻¹ Σ_z w_z ∇ℓ(z): the first-order parameter update of re-weighting documents by w
+    (documents truncated to `max_length` tokens, default the model's context, as in `document_scores`)."""
+    ids = token_ids(tokenizer, docs, max_length or max_context(model))
+    batches = [padded_batch(ids[i:i + batch_size], pad_id(tokenizer), 'left', model_device(model))
+               for i in range(0, len(ids), batch_size)]       # `lm_batch`'s batches, truncated
+    g = weighted_loss_gradient(model, batches, weights, select_params(model, params))
     return {n: -x for n, x in precondition(g).items()}
 
 # %% ../nbs/11_corpus.ipynb #161658df
@@ -915,22 +926,26 @@ def steer_to_documents(
     params=None,                # θ the influence acts through: None (all) or names — the preconditioner's
     batch_size:int=8, seed:int=0, snippet:int=80,
     out=None,                   # folder for resumable per-shard scores (see `document_scores`)
+    max_length:Optional[int]=None, # truncate documents to this many tokens (default: the model's context)
+    progress:bool=True, shard_size:int=1024,
 ) -> DocumentAttribution:
     """Trace a steer to documents: ρ(z) for each,
     and min ‖ν‖₁ s.t. S G ν = S t (HiGHS) on a k-row sketch."""
     names = list(select_params(model, params))
     t, S, queries = steer_queries(model, tokenizer, layer, vector, probes, precondition, names, alpha, k, seed)
-    SG = -document_scores(model, tokenizer, docs, queries, batch_size=batch_size, out=out).cpu()   # k×N
+    SG = -document_scores(model, tokenizer, docs, queries, batch_size=batch_size, out=out, max_length=max_length,
+                          progress=progress, shard_size=shard_size).cpu()                                                 # k×N
     nu, _ = steering_to_measure(SG, S @ t.double().cpu().flatten(), norm='l1')
     idx = [int(i) for i in torch.argsort(nu.abs(), descending=True) if nu[i] != 0]
     texts = picked(docs, idx)
-    dtheta = measure_update(model, tokenizer, texts, nu[idx], precondition, names, batch_size)
+    dtheta = measure_update(model, tokenizer, texts, nu[idx], precondition, names, batch_size, max_length)
     held = (float('nan'),) * 2
     if len(heldout):
         _check_probes(tokenizer, heldout)
         held = shares(steer_shift(model, tokenizer, layer, vector, heldout, alpha),
                       update_shift(model, tokenizer, heldout, dtheta))
     settings = dict(layer=layer, alpha=alpha, k=k, n_probes=len(probes), n_heldout=len(heldout), seed=seed,
+                    max_length=max_length or max_context(model),
                     precondition=repr(precondition),
                     n_params=sum(dict(model.named_parameters())[n].numel() for n in names))
     return DocumentAttribution(SG[0] * t.norm().item(), idx, nu[idx].tolist(),
@@ -1126,11 +1141,6 @@ def average_precision(scores, relevant) -> float:
     if rel.sum() == 0: raise ValueError("no relevant document: average precision is undefined")
     return ((rel.cumsum(0) / torch.arange(1, len(rel) + 1)) * rel).sum().item() / rel.sum().item()
 
-# %% ../nbs/11_corpus.ipynb #671970a0
-def max_context(model:nn.Module) -> Optional[int]:
-    "The model's context length in tokens (`config.max_position_embeddings`), or None when it does not say."
-    return getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
-
 # %% ../nbs/11_corpus.ipynb #93effde1
 def _mean_projection(model:nn.Module, layer:str, batch:dict, mask:Tensor, u:Tensor) -> Tensor:
     "Each row's hidden states at `layer` projected on the unit vectors u (c × d), averaged over `mask`'s tokens."
@@ -1231,6 +1241,7 @@ def sketched_influence(
     k_param:int=16,             # random parameter-space rows (0: none)
     positive:Sequence[str]=(), negative:Sequence[str]=(), # contrast pairs (optional)
     seed:int=0, batch_size:int=8, max_length:Optional[int]=None, progress:bool=True,
+    out=None, shard_size:int=1024,  # folder of resumable per-shard scores, and documents per shard (`document_scores`)
 ) -> SketchedInfluence:
     """Every document's sketched logit shift on the steer's probes, behaviour-contrast score
     and random gradient projections, in one pass of `document_scores`."""
@@ -1238,7 +1249,8 @@ def sketched_influence(
     queries, St = influence_queries(model, tokenizer, layer, vector, probes, precondition, names, alpha, k,
                                     positive, negative, seed, batch_size)
     X = document_scores(model, tokenizer, docs, queries + random_queries(model, names, k_param, seed),
-                        batch_size=batch_size, max_length=max_length, progress=progress).cpu()
+                        batch_size=batch_size, max_length=max_length, progress=progress, out=out,
+                        shard_size=shard_size).cpu()
     return split_scores(X[:len(queries)], St, len(positive) > 0, X[len(queries):])
 
 # %% ../nbs/11_corpus.ipynb #3887d9d7
@@ -1304,6 +1316,7 @@ def attribution_scores(
     positive:Sequence[str]=(), negative:Sequence[str]=(), # the contrast pairs ('contrast')
     alpha:float=1.0, k:int=16, k_param:int=16, seed:int=0, batch_size:int=8,
     max_length:Optional[int]=None, progress:bool=True,
+    out=None, shard_size:int=1024,  # gradient methods: folder of resumable per-shard scores, documents per shard
 ) -> Tensor: # N scores; larger: more of the steer's concept
     "Every document's score by one attribution method or activation baseline (larger: more of the concept)."
     if method not in ATTRIBUTION_METHODS:
@@ -1317,7 +1330,7 @@ def attribution_scores(
     pairs = (positive, negative) if method == 'contrast' else ((), ())
     si = sketched_influence(model, tokenizer, layer, vector, probes, docs, precondition, params, alpha,
                             1 if method in ('rho', 'contrast') else k, k_param if method == 'unit' else 0,
-                            *pairs, seed, batch_size, max_length, progress)
+                            *pairs, seed, batch_size, max_length, progress, out, shard_size)
     return dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
                 deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
 

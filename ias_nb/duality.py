@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 import torch
 from torch import Tensor
 from .linalg import LinearOperator, SolveRecord, as_float64, check_rows, default_rtol, lsqr

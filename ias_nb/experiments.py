@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from torch.func import functional_call
 from .jacobians import LayerJacobians, find_layer, last_token_logits
 from .alignment import choose_layer
-from .bounds import equivalence
 from .spectral import metric_gradients, null_test, realised_change, null_test_norm, random_directions
 from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update,
                              ias_vector, centred_last_token_logits,

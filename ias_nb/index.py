@@ -7,14 +7,14 @@ from __future__ import annotations
 import difflib, fnmatch, hashlib, json, math, os, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 import numpy as np
 import torch
 from torch import nn, Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .alignment import text_losses
-from .steering import padded_batch, pad_id, model_device
+from .steering import padded_batch, pad_id
 from .corpus import (as_corpus, shards, token_ids, rank_batches, hooked_kind, passing_gradients, process_group,
     gathered_scores, stacked_query, sha256_tensors, sha256_texts, _check_losses, _raise_together)
 
@@ -460,8 +460,8 @@ def top_projected(self:GradientIndex, Qp:Tensor, n:int=10, method:str='auto', ch
     return _gathered_top(best_v, best_i, n)
 
 def _has_faiss() -> bool:
-    try: import faiss; return True
-    except ImportError: return False
+    import importlib.util
+    return importlib.util.find_spec('faiss') is not None
 
 def _gathered_top(v:Tensor, i:Tensor, n:int) -> tuple:
     "Every rank's top-n lists merged into one (a no-op without a process group)."

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .jacobians import (find_layer, LayerJacobians, last_token_logits, flat_params, unflat_params,
     layer_hook, position_selector)
 from .duality import ias
-from .alignment import text_losses, weighted_loss_gradient
+from .alignment import LayerChoice, weighted_loss_gradient
 from .influence import ihvp
 from .linalg import LinearOperator
 
