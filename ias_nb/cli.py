@@ -739,7 +739,8 @@ def parser() -> argparse.ArgumentParser:
 def kept_line(args) -> str:
     "What an interrupted `ias` run kept, and how to resume it."
     folder = getattr(args, 'shards', None)
-    done = sorted(Path(folder).glob('*.safetensors')) if folder and Path(folder).is_dir() else []
+    done = ([*Path(folder).glob('scores-*.safetensors'), *Path(folder).glob('shard-*.json')]   # attribute's, index's
+            if folder and Path(folder).is_dir() else [])
     if not done: return "nothing was kept: no shard had finished"
     return (f"kept {len(done)} finished shard(s) in {folder}: run the same command again to resume from them")
 
