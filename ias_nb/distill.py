@@ -213,7 +213,19 @@ def save(self:JointDistillation, out, model:nn.Module) -> list: # the files writ
     (out / 'distill_joint.json').write_text(json.dumps(dict(rows=self.rows, joint=self.joint), indent=1))
     return files + [out / 'distill_joint.json']
 
-# %% ../nbs/10b_distill.ipynb #f9ad0051
+# %% ../nbs/10b_distill.ipynb #31c32120
+@patch
+def markdown(self:JointDistillation) -> str:
+    "The joint distillation as a markdown table: each layer's own γ_v and joint-vector norm, then the joint γ_v."
+    j = self.joint
+    lines = ["| layer | γ_v alone (probes) | ‖s_ℓ‖ in the joint solve |", "|---|---|---|"]
+    lines += [f"| {r['layer']} | {r['gamma_single']:.3f} | {r['norm']:.3g} |" for r in self.rows]
+    held = (f"; held-out: γ_v {j['gamma_heldout']:.3f}, cos(Js, v) {j['cos_heldout']:.3f}, residual "
+            f"{j['residual_heldout']:.3f}" if 'gamma_heldout' in j else '')
+    return ("\n".join(lines) + f"\n\nJoint ({len(self.rows)} layers, {j['solver']}): γ_v {j['gamma']:.3f}, "
+            f"residual {j['residual']:.3f}, ‖s‖ {j['effort']:.3g}{held}\n")
+
+# %% ../nbs/10b_distill.ipynb #5085e9a2
 def cross_layer_effect(
     model:nn.Module, tokenizer,
     vectors:dict,                        # layer → s_ℓ (or SteeringVector), applied together
@@ -237,7 +249,7 @@ def cross_layer_effect(
                          first_order_error=((together - a * first).norm() / n).item()))
     return rows
 
-# %% ../nbs/10b_distill.ipynb #fe4f6823
+# %% ../nbs/10b_distill.ipynb #8d69957a
 def _leaf_linear_names(model:nn.Module) -> list:
     "The last name part of every leaf module with a 2-D weight (the modules a LoRA can target)."
     return sorted({n.split('.')[-1] for n, m in model.named_modules()
@@ -255,7 +267,7 @@ def check_adapter_targets(base:nn.Module, adapter):
                          f"linear layers: {', '.join(_leaf_linear_names(base))}); it was trained on "
                          f"{cfg.get('base_model_name_or_path')!r}: use that base model")
 
-# %% ../nbs/10b_distill.ipynb #fed09b90
+# %% ../nbs/10b_distill.ipynb #b542e4cb
 def hidden_size(model:nn.Module) -> int:
     "Width of the residual stream: the input embedding's."
     return model.get_input_embeddings().weight.shape[-1]
@@ -272,7 +284,7 @@ def control_vector_layers(model:nn.Module, path) -> dict: # {layer name: vector}
         raise ValueError(f"{path} has direction.{max(directions)} but {model_name(model)} has blocks 0–{n - 1}")
     return {resolve_layer(model, k): v for k, v in directions.items()}
 
-# %% ../nbs/10b_distill.ipynb #5bcba4f8
+# %% ../nbs/10b_distill.ipynb #cbed9e9c
 LLAMA_CPP_INSTALL = ("pip install llama-cpp-python (it compiles llama.cpp from source: about 35 min on 2 cores; "
                      "CMAKE_BUILD_PARALLEL_LEVEL=<cores> speeds it up)")
 
