@@ -372,7 +372,8 @@ def distill_command(args) -> dict:
     if args.joint:
         from ias_nb.distill import distill_joint
         d = distill_joint(base, tok, dtheta, layers, probes, held[:args.n_probes], solver=args.solver,
-                          damping=args.damping, maxiter=args.maxiter, provenance=dict(base=args.base, tuned=str(args.tuned)))
+                          damping=args.damping, maxiter=args.maxiter, provenance=dict(base=args.base, tuned=str(args.tuned)),
+                          effort=None if args.effort in (None, 'none') else 'single' if args.effort == 'single' else float(args.effort))
         files = d.save(args.out, base); md = d.markdown()
         (args.out / 'distill_joint.md').write_text(md)
         print(md); print(f"written to {args.out}: {', '.join(f.name for f in files)}, distill_joint.md")
@@ -406,6 +407,8 @@ def add_distill_command(sub):
                                     "the depth) or a comma-separated list")
     c.add_argument('--joint', action='store_true', help='solve the layers jointly (min Σ‖s_ℓ‖² s.t. Σ J_ℓs_ℓ = v): '
                    'one vector per layer, applied together, written as one llama.cpp control vector')
+    c.add_argument('--effort', help="with --joint: cap the vectors' total norm, 'single' (the best single layer's "
+                                    "vector's norm: an equal budget) or a number; default: none (minimum norm); dense solve")
     c.add_argument('--probes', required=True, type=Path, help='prompts, one per line: even lines fit, odd lines '
                                                               'are held out (unless --heldout)')
     c.add_argument('--heldout', type=Path, help='held-out prompts, one per line (then every probe fits)')

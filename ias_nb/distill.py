@@ -8,6 +8,7 @@ import json, math, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+import numpy as np
 import torch
 from fastcore.basics import patch
 from torch import Tensor, nn
@@ -19,9 +20,9 @@ from .steering import (resolve_layer, block_list, block_index, model_name, lm_ba
     export_gguf, import_gguf)
 
 # %% auto #0
-__all__ = ['LLAMA_CPP_INSTALL', 'JointJacobians', 'svd_rtol', 'JointSolve', 'joint_ias', 'JointDistillation', 'joint_fit',
-           'distill_joint', 'cross_layer_effect', 'check_adapter_targets', 'hidden_size', 'control_vector_layers',
-           'require_llama_cpp']
+__all__ = ['LLAMA_CPP_INSTALL', 'JointJacobians', 'svd_rtol', 'effort_damping', 'JointSolve', 'joint_ias', 'JointDistillation',
+           'joint_fit', 'distill_joint', 'cross_layer_effect', 'check_adapter_targets', 'hidden_size',
+           'control_vector_layers', 'require_llama_cpp', 'joint_agreement', 'evaluate_joint']
 
 # %% ../nbs/10b_distill.ipynb #48b1aa6a
 def _width_error(model:nn.Module, widths:dict) -> str:
@@ -104,7 +105,23 @@ def svd_rtol(J:Tensor) -> float:
     "Relative rank tolerance of a dense Jacobian solved by a float64 SVD: J's precision or the SVD's floor, the larger."
     return max(rank_rtol(J), max(J.shape[-2:]) * torch.finfo(torch.float64).eps)
 
-# %% ../nbs/10b_distill.ipynb #15affcb6
+# %% ../nbs/10b_distill.ipynb #bf62fb42
+def effort_damping(J:Tensor, v:Tensor, effort:float, rtol:Optional[float]=None) -> float:
+    "The ridge μ ≥ 0 at which ‖s_μ‖ = effort, s_μ = argmin ‖Js − v‖² + μ‖s‖² (0 if the minimum-norm s is within it)."
+    if effort <= 0: raise ValueError(f"effort must be > 0, got {effort}")
+    J, v = J.double(), v.double()
+    U, S, _ = torch.linalg.svd(J, full_matrices=False)
+    keep = S > (rtol if rtol is not None else svd_rtol(J)) * S[0]
+    S, c = S[keep], U[:, keep].T @ v
+    norm = lambda mu: (S * c / (S**2 + mu)).norm().item()
+    if norm(0.0) <= effort: return 0.0
+    lo, hi = math.log(S[-1].item()**2 * 1e-12), math.log(S[0].item() * c.norm().item() / effort)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if norm(math.exp(mid)) > effort else (lo, mid)
+    return math.exp(hi)
+
+# %% ../nbs/10b_distill.ipynb #c3c0a997
 @dataclass
 class JointSolve:
     "The minimum-norm edits at several layers that together reproduce v, and how much of v they reach."
@@ -114,7 +131,7 @@ class JointSolve:
     effort: float       # ‖s‖ over all layers
     meta: dict          # solver, iterations, normal residual, converged
 
-# %% ../nbs/10b_distill.ipynb #a1144a5c
+# %% ../nbs/10b_distill.ipynb #ff55d2d1
 def joint_ias(
     model:nn.Module, tokenizer,
     layers:Sequence,                   # names, block indices or depths (one width)
@@ -125,6 +142,7 @@ def joint_ias(
     solver:str='auto',                 # 'dense', 'lsqr' or 'auto'
     rtol:Optional[float]=None,         # convergence: relative normal residual (None: 1e-6 float64, else 1e-3)
     output=centred_last_token_logits,
+    effort:Optional[float]=None,       # cap ‖s‖ at this: min ‖Js − v‖ s.t. ‖s‖ ≤ effort (ridge μ by `effort_damping`; dense)
 ) -> JointSolve:
     "s* = argmin Σ_ℓ‖s_ℓ‖² s.t. Σ_ℓ J_ℓ s_ℓ = v (least squares if unreachable): IAS on [J_ℓ1 … J_ℓL]."
     if solver not in ('auto', 'dense', 'lsqr'):
@@ -133,7 +151,11 @@ def joint_ias(
                          lm_batch(tokenizer, probes, model_device(model)), output)
     op, v = float32_operator(cut.J(), cut.logit_shift(dtheta))
     if solver == 'auto': solver = default_ias_solver(*op.shape)
+    if effort is not None and solver != 'dense':
+        raise ValueError(f"an effort cap needs the dense solve (J formed once, μ found on its SVD): pass solver='dense' "
+                         f"(J here is {op.shape[0]}×{op.shape[1]})")
     J = cut.dense() if solver == 'dense' else None
+    if effort is not None: damping = effort_damping(J.to(v.dtype), v, effort, svd_rtol(J))
     r = (ias(J.to(v.dtype), v, damping=damping, rtol=svd_rtol(J)) if solver == 'dense'
          else ias(op, v, damping=damping, maxiter=maxiter, with_dual=False))
     s = r.delta_h.reshape(-1).detach().to(v.dtype)
@@ -145,10 +167,10 @@ def joint_ias(
         warnings.warn(f"joint IAS solve did not converge ({solver}, {iters} iterations, relative normal-equation "
                       f"residual {nres:.2e} > {rtol:g}): raise `maxiter` or use solver='dense'", stacklevel=2)
     meta = dict(solver=solver, iterations=iters, normal_residual=nres, converged=converged, damping=damping,
-                n_probes=len(probes))
+                n_probes=len(probes), effort_cap=effort)
     return JointSolve(cut.split(s), r.gamma, r.residual / v.norm().item(), r.effort, meta)
 
-# %% ../nbs/10b_distill.ipynb #193974da
+# %% ../nbs/10b_distill.ipynb #e115ead0
 @dataclass
 class JointDistillation:
     "A fine-tune distilled into one vector per layer, solved jointly, each layer's own γ_v beside the joint one."
@@ -156,7 +178,7 @@ class JointDistillation:
     rows: list      # per layer: γ_v of the single-layer solve, the joint vector's norm there
     joint: dict     # joint γ_v, residual, effort on the probes (held-out: cos, residual, γ_v), the solve's record
 
-# %% ../nbs/10b_distill.ipynb #b6b34c16
+# %% ../nbs/10b_distill.ipynb #93be3cc3
 def joint_fit(model:nn.Module, tokenizer, vectors:dict, prompts:Sequence[str], dtheta:dict,
               output=centred_last_token_logits) -> dict:
     "How much of Δθ's first-order shift on `prompts` the edits {layer: s_ℓ} reproduce together: cosine and residual."
@@ -165,7 +187,7 @@ def joint_fit(model:nn.Module, tokenizer, vectors:dict, prompts:Sequence[str], d
     return dict(cos=(fit @ v / (fit.norm() * v.norm()).clamp_min(1e-30)).item(),
                 residual=((v - fit).norm() / v.norm()).item())
 
-# %% ../nbs/10b_distill.ipynb #63c4d555
+# %% ../nbs/10b_distill.ipynb #efb409b0
 def distill_joint(
     model:nn.Module, tokenizer,           # the base model
     dtheta:dict,                          # Δθ of the fine-tune (`parameter_delta`, `lora_delta`)
@@ -175,27 +197,33 @@ def distill_joint(
     solver:str='auto', damping:float=0.0, maxiter:Optional[int]=None,
     provenance:Optional[dict]=None,       # saved with every vector (e.g. base=..., tuned=...)
     single:bool=True,                     # also each layer's own γ_v (one single-layer solve each)
+    effort=None,                          # cap on ‖s‖: None (minimum norm), a number, or 'single' (the norm of the
+                                          # best single layer's vector: an equal budget; dense solve)
 ) -> JointDistillation:
     "One vector per layer from the joint solve min Σ‖s_ℓ‖² s.t. Σ J_ℓ s_ℓ = v, with joint and single-layer γ_v."
     if not probes: raise ValueError("no probe prompts: give the prompts the vectors are fitted on")
     if not dtheta: raise ValueError("Δθ is empty: nothing was fine-tuned")
+    if isinstance(effort, str) and effort != 'single':
+        raise ValueError(f"effort must be None, a number or 'single', got {effort!r}")
     layers = [resolve_layer(model, l) for l in layers]
     kw = dict(damping=damping, maxiter=maxiter, solver=solver)
-    js = joint_ias(model, tokenizer, layers, probes, dtheta, **kw)
+    singles = {l: joint_ias(model, tokenizer, [l], probes, dtheta, **kw) for l in layers} if single or effort == 'single' else {}
+    rows = [dict(layer=l, gamma_single=singles[l].gamma if l in singles else math.nan,
+                 norm_single=singles[l].effort if l in singles else math.nan) for l in layers]
+    if effort == 'single': effort = max(rows, key=lambda r: r['gamma_single'])['norm_single']
+    js = joint_ias(model, tokenizer, layers, probes, dtheta, effort=effort, **kw)
+    for r in rows: r['norm'] = js.vectors[r['layer']].norm().item()
     joint = dict(layers=layers, gamma=js.gamma, residual=js.residual, effort=js.effort, **js.meta)
     if heldout:
         fit = joint_fit(model, tokenizer, js.vectors, heldout, dtheta)
         joint |= dict(cos_heldout=fit['cos'], residual_heldout=fit['residual'],
                       gamma_heldout=joint_ias(model, tokenizer, layers, heldout, dtheta, **kw).gamma)
-    rows = [dict(layer=l, norm=js.vectors[l].norm().item(),
-                 gamma_single=joint_ias(model, tokenizer, [l], probes, dtheta, **kw).gamma if single else math.nan)
-            for l in layers]
     meta = dict(provenance or {}) | dict(probes=list(probes)) | {f'joint_{k}': v for k, v in joint.items()}
     vectors = {l: SteeringVector(js.vectors[l].detach(), model_name(model), l, 'distill-joint', meta=dict(meta))
                for l in layers}
     return JointDistillation(vectors, rows, joint)
 
-# %% ../nbs/10b_distill.ipynb #3ae067af
+# %% ../nbs/10b_distill.ipynb #eefd6dc7
 @patch
 def save(self:JointDistillation, out, model:nn.Module) -> list: # the files written
     "Each layer's `SteeringVector` (safetensors), all layers as one llama.cpp control vector (GGUF), the table (JSON)."
@@ -213,19 +241,20 @@ def save(self:JointDistillation, out, model:nn.Module) -> list: # the files writ
     (out / 'distill_joint.json').write_text(json.dumps(dict(rows=self.rows, joint=self.joint), indent=1))
     return files + [out / 'distill_joint.json']
 
-# %% ../nbs/10b_distill.ipynb #31c32120
+# %% ../nbs/10b_distill.ipynb #0386991c
 @patch
 def markdown(self:JointDistillation) -> str:
     "The joint distillation as a markdown table: each layer's own γ_v and joint-vector norm, then the joint γ_v."
     j = self.joint
-    lines = ["| layer | γ_v alone (probes) | ‖s_ℓ‖ in the joint solve |", "|---|---|---|"]
-    lines += [f"| {r['layer']} | {r['gamma_single']:.3f} | {r['norm']:.3g} |" for r in self.rows]
+    lines = ["| layer | γ_v alone (probes) | ‖s‖ alone | ‖s_ℓ‖ in the joint solve |", "|---|---|---|---|"]
+    lines += [f"| {r['layer']} | {r['gamma_single']:.3f} | {r['norm_single']:.3g} | {r['norm']:.3g} |" for r in self.rows]
     held = (f"; held-out: γ_v {j['gamma_heldout']:.3f}, cos(Js, v) {j['cos_heldout']:.3f}, residual "
             f"{j['residual_heldout']:.3f}" if 'gamma_heldout' in j else '')
     return ("\n".join(lines) + f"\n\nJoint ({len(self.rows)} layers, {j['solver']}): γ_v {j['gamma']:.3f}, "
-            f"residual {j['residual']:.3f}, ‖s‖ {j['effort']:.3g}{held}\n")
+            f"residual {j['residual']:.3f}, ‖s‖ {j['effort']:.3g}"
+            + (f" (capped at {j['effort_cap']:.3g}: μ = {j['damping']:.3g})" if j.get('effort_cap') else '') + f"{held}\n")
 
-# %% ../nbs/10b_distill.ipynb #5085e9a2
+# %% ../nbs/10b_distill.ipynb #43efc5ce
 def cross_layer_effect(
     model:nn.Module, tokenizer,
     vectors:dict,                        # layer → s_ℓ (or SteeringVector), applied together
@@ -249,7 +278,7 @@ def cross_layer_effect(
                          first_order_error=((together - a * first).norm() / n).item()))
     return rows
 
-# %% ../nbs/10b_distill.ipynb #8d69957a
+# %% ../nbs/10b_distill.ipynb #2a5bb303
 def _leaf_linear_names(model:nn.Module) -> list:
     "The last name part of every leaf module with a 2-D weight (the modules a LoRA can target)."
     return sorted({n.split('.')[-1] for n, m in model.named_modules()
@@ -267,7 +296,7 @@ def check_adapter_targets(base:nn.Module, adapter):
                          f"linear layers: {', '.join(_leaf_linear_names(base))}); it was trained on "
                          f"{cfg.get('base_model_name_or_path')!r}: use that base model")
 
-# %% ../nbs/10b_distill.ipynb #b542e4cb
+# %% ../nbs/10b_distill.ipynb #849110d2
 def hidden_size(model:nn.Module) -> int:
     "Width of the residual stream: the input embedding's."
     return model.get_input_embeddings().weight.shape[-1]
@@ -284,7 +313,7 @@ def control_vector_layers(model:nn.Module, path) -> dict: # {layer name: vector}
         raise ValueError(f"{path} has direction.{max(directions)} but {model_name(model)} has blocks 0–{n - 1}")
     return {resolve_layer(model, k): v for k, v in directions.items()}
 
-# %% ../nbs/10b_distill.ipynb #cbed9e9c
+# %% ../nbs/10b_distill.ipynb #e443078b
 LLAMA_CPP_INSTALL = ("pip install llama-cpp-python (it compiles llama.cpp from source: about 35 min on 2 cores; "
                      "CMAKE_BUILD_PARALLEL_LEVEL=<cores> speeds it up)")
 
@@ -293,3 +322,82 @@ def require_llama_cpp():
     try: import llama_cpp
     except ImportError: raise ImportError(f"llama.cpp is not installed: {LLAMA_CPP_INSTALL}") from None
     return llama_cpp
+
+# %% ../nbs/10b_distill.ipynb #36c6b7ed
+def _log_probs(model:nn.Module, batch:dict) -> Tensor:
+    "Next-token log-probabilities in at least float32."
+    y = model(**batch).logits
+    return torch.log_softmax(y.float() if y.dtype in (torch.float16, torch.bfloat16) else y, -1)
+
+def joint_agreement(
+    base:nn.Module, tuned:nn.Module, tokenizer,
+    methods:dict,              # name → list of {layer: s} (each steered together), e.g. random sets
+    prompts:Sequence[str],
+    alphas:Sequence[float],    # strengths; 0 is the base model
+    batch_size:int=16,
+) -> dict: # name → dict(kl=(k,A,n), hit=(k,A,n)), changed=(n,)
+    "Per prompt: mean KL(p_tuned ‖ p_steered) and the fine-tune's changed greedy tokens reproduced, several layers at once."
+    out = {k: dict(kl=np.zeros((len(v), len(alphas), len(prompts))), hit=np.zeros((len(v), len(alphas), len(prompts))))
+           for k, v in methods.items()}
+    changed = np.zeros(len(prompts))
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            b = lm_batch(tokenizer, prompts[i:i + batch_size], model_device(base)); mask = b['attention_mask'].bool()
+            lt = _log_probs(tuned, b); top = lt.argmax(-1); l0 = _log_probs(base, b)
+            ch = (top != l0.argmax(-1)) & mask; j = slice(i, i + len(mask))
+            changed[j] = ch.sum(-1).cpu().numpy()
+            for k, sets in methods.items():
+                for n, vecs in enumerate(sets):
+                    for a, alpha in enumerate(alphas):
+                        if alpha == 0: lq = l0
+                        else:
+                            with steer(base, vecs, alpha=alpha): lq = _log_probs(base, b)
+                        out[k]['kl'][n, a, j] = (((lt.exp() * (lt - lq)).sum(-1) * mask).sum(-1) / mask.sum(-1)).cpu().numpy()
+                        out[k]['hit'][n, a, j] = ((lq.argmax(-1) == top) & ch).sum(-1).cpu().numpy()
+    return out | dict(changed=changed)
+
+# %% ../nbs/10b_distill.ipynb #49cb66f5
+def evaluate_joint(
+    base:nn.Module, tuned:nn.Module, tokenizer,
+    joint:dict,                              # {layer: s_ℓ} of the joint solve
+    single:tuple,                            # (layer, s) of the best single layer
+    probes:Sequence[str],                    # fit split: each method's α is chosen here (and the mean differences)
+    heldout:Sequence[str],                   # evaluation split
+    alphas:Sequence[float]=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
+    n_random:int=10, seed:int=0, batch_size:int=16,
+    extra:Optional[dict]=None,               # more name → {layer: s} to evaluate alongside (e.g. an effort-capped solve)
+) -> dict: # summary rows (one per method) with bootstrap intervals, α curves
+    """KL(p_tuned‖p_steered)/KL(p_tuned‖p_base) and changed tokens reproduced on held-out prompts: the joint vectors,
+    the best single layer, the per-layer mean activation difference and equal-norm random vectors at the same layers."""
+    from ias_nb.steering import layer_activations, bootstrap_interval, _method_summary
+    from ias_nb.spectral import random_directions
+    alphas = [0.0] + [float(a) for a in alphas if a != 0]
+    p = next(base.parameters()); joint = {resolve_layer(base, l): s.detach().to(p) for l, s in joint.items()}
+    mean_diff = {l: (layer_activations(tuned, tokenizer, l, probes) - layer_activations(base, tokenizer, l, probes)
+                    ).mean(0).to(p) for l in joint}
+    rnd = {l: random_directions(n_random, s.cpu(), seed + k).to(p) for k, (l, s) in enumerate(joint.items())}
+    methods = dict(joint=[joint], single=[{resolve_layer(base, single[0]): single[1].detach().to(p)}],
+                   mean_diff=[mean_diff], random=[{l: rnd[l][n] for l in joint} for n in range(n_random)])
+    extra = {k: {resolve_layer(base, l): s.detach().to(p) for l, s in v.items()} for k, v in (extra or {}).items()}
+    methods |= {k: [v] for k, v in extra.items()}
+    fit = joint_agreement(base, tuned, tokenizer, methods, probes, alphas, batch_size)
+    held = joint_agreement(base, tuned, tokenizer, methods, heldout, alphas, batch_size)
+    changed, base_kl = held['changed'], held['joint']['kl'][0, 0]
+    per = {k: _method_summary(fit[k], held[k], changed, base_kl, alphas) for k in methods}
+    ratio = lambda kl, b: kl.mean(-1) / b.mean(-1)
+    share = lambda h, c: h.sum(-1) / np.maximum(c.sum(-1), 1)
+    rows = []
+    for k in ('joint', *extra, 'single', 'mean_diff'):
+        m = per[k]; kl, hit = m['kl_per_prompt'][0], m['hit_per_prompt'][0]
+        rows.append(dict(method=k, alpha=float(m['alpha'][0]), kl_ratio=float(m['ratio'][0]),
+                         kl_ratio_ci=bootstrap_interval(ratio, kl, base_kl, seed=seed),
+                         share=float(m['share'][0]), share_ci=bootstrap_interval(share, hit, changed, seed=seed)))
+    r = per['random']
+    rows.append(dict(method=f'random ×{n_random} (mean; min–max)', alpha=float(np.median(r['alpha'])),
+                     kl_ratio=float(r['ratio'].mean()), kl_ratio_ci=(float(r['ratio'].min()), float(r['ratio'].max())),
+                     share=float(r['share'].mean()), share_ci=(float(r['share'].min()), float(r['share'].max()))))
+    curves = {k: dict(ratio=(held[k]['kl'].mean(-1) / base_kl.mean()).tolist(),
+                      share=(held[k]['hit'].sum(-1) / max(changed.sum(), 1)).tolist()) for k in methods}
+    return dict(layers=list(joint), single_layer=resolve_layer(base, single[0]), alphas=alphas, rows=rows,
+                base_kl=float(base_kl.mean()), changed_tokens=int(changed.sum()), n_probes=len(probes),
+                n_heldout=len(heldout), curves=curves)
