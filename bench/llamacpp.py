@@ -9,7 +9,7 @@ as a complete Hugging Face checkpoint (`save_pretrained` of the loaded model: th
 "architectures": null and stores the tied embedding only as lm_head.weight, which the converter refuses), converted
 to an F32 GGUF; a CAA vector at block 10 and a joint distilled vector at blocks 6, 10, 14 (chapter 10b, LSQR, from an
 influence update of the shipped contrast texts) written with `export_gguf`, read back with `import_gguf` and applied
-in llama.cpp as control vectors (`llama_apply_adapter_cvec`, the API behind llama-cli's --control-vector); the
+in llama.cpp as control vectors (`llama_set_adapter_cvec`, the API behind llama-cli's --control-vector); the
 largest logit difference at every position, unsteered and steered, and the same with the vector moved one block up
 or down in llama.cpp (what an off-by-one would give). Writes results/llamacpp.json.
 
@@ -19,13 +19,13 @@ without compiling it):
     llama-cli -m smollm2-135m-instruct-f32.gguf --control-vector-scaled distill_joint.gguf 1.0 \
               --control-vector-layer-range 1 29 -p "The weather today is"
 """
-import argparse, ctypes, json, os, subprocess, sys, tarfile, tempfile, time, warnings
+import argparse, json, os, subprocess, sys, tarfile, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
 from ias_nb.models import load_smollm2, cache_dir
 from ias_nb.steering import steer, caa_vector, contrast_update, export_gguf, import_gguf
-from ias_nb.distill import joint_ias, require_llama_cpp, control_vector_layers
+from ias_nb.distill import joint_ias, require_llama_cpp, control_vector_layers, llama_cpp_logits
 from ias_nb.experiments import prompt_set
 
 def complete_checkpoint(model, tok) -> Path:
@@ -59,18 +59,6 @@ def convert(folder:Path, root:Path) -> Path:
                         '--outfile', str(out)], check=True, env=env)
     return out
 
-def llama_logits(llm, llama_cpp, ids:list, blocks:dict, n_layer:int, n_embd:int) -> np.ndarray:
-    "llama.cpp's logits at every position of `ids`, with {block: vector} as its control vector (empty: none)."
-    if blocks:
-        buf = np.zeros(n_embd * (n_layer - 1), dtype=np.float32)           # blocks 1..n_layer−1, block i at (i−1)·n_embd
-        for i, v in blocks.items(): buf[(i - 1) * n_embd:i * n_embd] = np.asarray(v, dtype=np.float32)
-        ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        rc = llama_cpp.llama_apply_adapter_cvec(llm.ctx, ptr, buf.size, n_embd, 1, n_layer - 1)
-    else: rc = llama_cpp.llama_apply_adapter_cvec(llm.ctx, None, 0, n_embd, -1, -1)   # clear
-    if rc != 0: raise RuntimeError(f"llama_apply_adapter_cvec returned {rc}")
-    llm.reset(); llm.eval(ids)
-    return np.array(llm.scores[:len(ids)], dtype=np.float64)
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sdist', type=Path, help='llama-cpp-python sdist (.tar.gz) holding convert_hf_to_gguf.py')
@@ -80,7 +68,6 @@ def main():
     folder = complete_checkpoint(model, tok)
     root = converter(a.sdist) if a.sdist else cache_dir() / 'llama.cpp-converter'
     gguf_model = convert(folder, root)
-    n_layer, n_embd = model.config.num_hidden_layers, model.config.hidden_size
     # the vectors: CAA at block 10; a joint distilled vector at blocks 6, 10, 14
     neutral, toxic = prompt_set('contrast_neutral'), prompt_set('contrast_toxic')
     caa = caa_vector(model, tok, 10, toxic[:16], neutral[:16])
@@ -114,7 +101,7 @@ def main():
                     with steer(model, {f'model.layers.{i}': v for i, v in ours_blocks.items()}, alpha=1.0):
                         y = model(torch.tensor([ids])).logits[0].double().numpy()
                 else: y = y0
-            theirs = llama_logits(llm, llama_cpp, ids, blocks, n_layer, n_embd)
+            theirs = llama_cpp_logits(llm, ids, blocks)
             diffs.append(float(np.abs(theirs - y).max())); shift.append(float(np.abs(y - y0).max()))
         rows[name] = dict(blocks=sorted(blocks), max_abs_logit_diff=max(diffs), per_prompt=diffs,
                           steer_shift_max_abs=max(shift))

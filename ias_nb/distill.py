@@ -22,7 +22,7 @@ from .steering import (resolve_layer, block_list, block_index, model_name, lm_ba
 # %% auto #0
 __all__ = ['LLAMA_CPP_INSTALL', 'JointJacobians', 'svd_rtol', 'effort_damping', 'JointSolve', 'joint_ias', 'JointDistillation',
            'joint_fit', 'distill_joint', 'cross_layer_effect', 'check_adapter_targets', 'hidden_size',
-           'control_vector_layers', 'require_llama_cpp', 'joint_agreement', 'evaluate_joint']
+           'control_vector_layers', 'require_llama_cpp', 'joint_agreement', 'evaluate_joint', 'llama_cpp_logits']
 
 # %% ../nbs/10b_distill.ipynb #48b1aa6a
 def _width_error(model:nn.Module, widths:dict) -> str:
@@ -401,3 +401,19 @@ def evaluate_joint(
     return dict(layers=list(joint), single_layer=resolve_layer(base, single[0]), alphas=alphas, rows=rows,
                 base_kl=float(base_kl.mean()), changed_tokens=int(changed.sum()), n_probes=len(probes),
                 n_heldout=len(heldout), curves=curves)
+
+# %% ../nbs/10b_distill.ipynb #116bdbf1
+def llama_cpp_logits(llm, ids:Sequence[int], blocks:dict) -> np.ndarray:
+    "llama.cpp's logits (T × vocab, float64) at every position of `ids`, with {block ≥ 1: vector} as its control vector."
+    llama_cpp = require_llama_cpp()
+    import ctypes
+    n_embd, n_layer = llama_cpp.llama_model_n_embd(llm.model), llama_cpp.llama_model_n_layer(llm.model)
+    bad = {i: len(v) for i, v in blocks.items() if not 1 <= i < n_layer or len(v) != n_embd}
+    if bad: raise ValueError(f"llama.cpp steers blocks 1–{n_layer - 1} of width {n_embd}; got {bad} (block: width)")
+    buf = np.zeros(n_embd * (n_layer - 1), dtype=np.float32)      # block i at (i − 1)·n_embd
+    for i, v in blocks.items(): buf[(i - 1) * n_embd:i * n_embd] = np.asarray(v, dtype=np.float32)
+    rc = llama_cpp.llama_set_adapter_cvec(llm.ctx, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), buf.size,
+                                          n_embd, 1, n_layer - 1)
+    if rc != 0: raise RuntimeError(f"llama_set_adapter_cvec returned {rc}")
+    llm.reset(); llm.eval(list(ids))
+    return np.array(llm.scores[:len(ids)], dtype=np.float64)
