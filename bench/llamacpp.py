@@ -2,7 +2,9 @@
 
     OMP_NUM_THREADS=1 python bench/llamacpp.py [--sdist PATH]
 
-Needs `llama_cpp` (pip install llama-cpp-python: it compiles llama.cpp) and llama.cpp's own converter,
+Needs `llama_cpp` (pip install llama-cpp-python: it compiles llama.cpp; 0.3.36 took 30.5 min of wall time here,
+21:21:46–21:52:16 UTC, at nice 19 with CMAKE_BUILD_PARALLEL_LEVEL=1 on 2 shared cores; it also needs `diskcache`, and
+the converter `sentencepiece`) and llama.cpp's own converter,
 convert_hf_to_gguf.py, taken from the llama-cpp-python sdist (`pip download --no-deps --no-binary :all:
 llama-cpp-python`; its gguf-py and conversion modules come from the same sdist). Steps: SmolLM2-135M-Instruct written
 as a complete Hugging Face checkpoint (`save_pretrained` of the loaded model: the cached folder has
@@ -109,7 +111,7 @@ def main():
               f"(the steer moves logits by up to {max(shift):.2f})")
     out = dict(command='OMP_NUM_THREADS=1 python bench/llamacpp.py', llama_cpp_python=llama_cpp.__version__,
                gguf=str(gguf_model.name), prompts=prompts, rows=rows, joint_solve=dict(js.meta, gamma=js.gamma,
-               warnings=[str(x.message)[:200] for x in w]), seconds=time.time() - t0,
+               warnings=[str(x.message)[:200] for x in w if 'IAS' in str(x.message)]), seconds=time.time() - t0,
                cli_example=("llama-cli -m smollm2-135m-instruct-f32.gguf --control-vector-scaled distill_joint.gguf 1.0 "
                             "--control-vector-layer-range 1 29 -p 'The weather today is'  (not run: no binary)"))
     Path('results').mkdir(exist_ok=True); Path('results/llamacpp.json').write_text(json.dumps(out, indent=1))
