@@ -10,8 +10,9 @@ import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
+from .distill import control_vector_layers
 from .jacobians import find_layer
-from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf)
+from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
                            attribution_scores)
@@ -137,7 +138,8 @@ def steering_vector_from(spec:str, model, tok, layer:str, force:bool=False) -> t
     if not Path(spec).is_file():
         raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
     if spec.endswith('.gguf'):
-        directions, i = import_gguf(spec)[0], block_index(model, layer)
+        directions = {block_index(model, l): v for l, v in control_vector_layers(model, spec).items()}
+        i = block_index(model, layer)
         if i not in directions:
             raise ValueError(f"{spec} has no vector for block {i} of --layer {layer!r}; "
                              f"it has blocks {sorted(directions)}")
@@ -457,7 +459,9 @@ def tuned_delta(base, spec:str, dtype=torch.float32) -> tuple: # (Δθ, the tune
     import copy
     from ias_nb.steering import lora_delta, parameter_delta
     from ias_nb.models import load_causal_lm
+    from ias_nb.distill import check_adapter_targets
     if (Path(spec) / 'adapter_config.json').is_file():
+        check_adapter_targets(base, spec)
         dtheta = lora_delta(base, spec, dtype)
         tuned = copy.deepcopy(base).to(dtype)
         with torch.no_grad():
@@ -472,11 +476,13 @@ def tuned_delta(base, spec:str, dtype=torch.float32) -> tuple: # (Δθ, the tune
 
 # %% ../nbs/14_cli.ipynb #109bb586
 def distill_layers(model, layer:str=None, layers:str=None) -> list:
-    "The layers of `--layer L` or `--layers auto|L1,L2,...` (auto: five blocks evenly over the depth)."
-    if (layer is None) == (layers is None): raise ValueError("give one of --layer L or --layers auto|L1,L2,...")
+    """The layers of `--layer L` or `--layers all|auto|L1,L2,...` (all: every block llama.cpp can steer, 1 to the
+    last; auto: five blocks evenly over the depth)."""
+    if (layer is None) == (layers is None): raise ValueError("give one of --layer L or --layers all|auto|L1,L2,...")
     if layer is not None: return [resolve_layer(model, layer)]
-    if layers != 'auto': return [resolve_layer(model, l) for l in layers.split(',')]
     n = len(find_layer(model, block_list(model)))
+    if layers == 'all': return [resolve_layer(model, i) for i in range(1, n)]
+    if layers != 'auto': return [resolve_layer(model, l) for l in layers.split(',')]
     return list(dict.fromkeys(resolve_layer(model, round(i * (n - 1) / 4)) for i in range(5)))
 
 # %% ../nbs/14_cli.ipynb #ede5fbb9
@@ -515,6 +521,15 @@ def distill_command(args) -> dict:
     dtheta, tuned = tuned_delta(base, args.tuned, dtype)
     layers = distill_layers(base, args.layer, args.layers)
     probes = fit[:args.n_probes]; choose = fit[args.n_probes:] or fit
+    if args.joint:
+        from ias_nb.distill import distill_joint
+        d = distill_joint(base, tok, dtheta, layers, probes, held[:args.n_probes], solver=args.solver,
+                          damping=args.damping, maxiter=args.maxiter, provenance=dict(base=args.base, tuned=str(args.tuned)),
+                          effort=None if args.effort in (None, 'none') else 'single' if args.effort == 'single' else float(args.effort))
+        files = d.save(args.out, base); md = d.markdown()
+        (args.out / 'distill_joint.md').write_text(md)
+        print(md); print(f"written to {args.out}: {', '.join(f.name for f in files)}, distill_joint.md")
+        return dict(distillation=d)
     d = distill(base, tok, dtheta, layers, probes, held[:args.n_probes], solver=args.solver, damping=args.damping,
                 maxiter=args.maxiter, provenance=dict(base=args.base, tuned=str(args.tuned)))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -540,7 +555,12 @@ def add_distill_command(sub):
     c.add_argument('--tuned', required=True, help='the fine-tune: a checkpoint (name or folder) of the same '
                                                   'architecture, or a PEFT LoRA adapter folder')
     c.add_argument('--layer', help=LAYER_HELP)
-    c.add_argument('--layers', help="'auto' (five blocks over the depth) or a comma-separated list")
+    c.add_argument('--layers', help="'all' (blocks 1 to the last: those llama.cpp steers), 'auto' (five blocks over "
+                                    "the depth) or a comma-separated list")
+    c.add_argument('--joint', action='store_true', help='solve the layers jointly (min Σ‖s_ℓ‖² s.t. Σ J_ℓs_ℓ = v): '
+                   'one vector per layer, applied together, written as one llama.cpp control vector')
+    c.add_argument('--effort', help="with --joint: cap the vectors' total norm, 'single' (the best single layer's "
+                                    "vector's norm: an equal budget) or a number; default: none (minimum norm); dense solve")
     c.add_argument('--probes', required=True, type=Path, help='prompts, one per line: even lines fit, odd lines '
                                                               'are held out (unless --heldout)')
     c.add_argument('--heldout', type=Path, help='held-out prompts, one per line (then every probe fits)')
