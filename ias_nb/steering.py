@@ -20,12 +20,13 @@ from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector', 'steering_targets',
-           'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector',
-           'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
-           'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
-           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
-           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
+__all__ = ['OPERATORS', 'model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector',
+           'steering_targets', 'ablate', 'norm_preserving_add', 'steering_operator', 'steer', 'model_device',
+           'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts', 'chat_pairs',
+           'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf',
+           'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver', 'normal_residual',
+           'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta', 'lora_delta',
+           'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
            'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
@@ -182,6 +183,34 @@ def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=
         out[name] = a * _as_vector(v, p)
     return out
 
+# %% ../nbs/10_steering.ipynb #d677c9c1
+OPERATORS = ('addition', 'ablation', 'ablation_then_addition', 'norm_preserving')
+
+def ablate(h:Tensor, s:Tensor) -> Tensor:
+    "Directional ablation h − (h·ŝ)ŝ along the last axis (ŝ = s/‖s‖)."
+    u = s / s.norm()
+    return h - (h @ u)[..., None] * u
+
+def norm_preserving_add(h:Tensor, a:Tensor) -> Tensor:
+    "h + a rescaled to h's norm, token by token: (h + a)·‖h‖/‖h + a‖."
+    out = h + a
+    return out * (h.norm(dim=-1, keepdim=True) / out.norm(dim=-1, keepdim=True))
+
+# %% ../nbs/10_steering.ipynb #8442ee20
+def steering_operator(
+    name:str,                  # one of OPERATORS
+    targets:Optional[dict]=None, # {layer name: α·s}, checked: ablation needs nonzero vectors
+):
+    "The function (h, α·s) ↦ new h that `steer`'s `operator` names."
+    ops = dict(addition=lambda h, a: h + a, ablation=ablate,
+               ablation_then_addition=lambda h, a: ablate(h, a) + a, norm_preserving=norm_preserving_add)
+    if name not in ops:
+        raise ValueError(f"unknown operator {name!r}: choose one of {', '.join(OPERATORS)}")
+    for layer, a in (targets or {}).items():
+        if 'ablation' in name and not bool(a.ne(0).any()):
+            raise ValueError(f"{name} needs a nonzero vector: the one for {layer!r} (α·s) is zero")
+    return ops[name]
+
 # %% ../nbs/10_steering.ipynb #4f665f7f
 @contextmanager
 def steer(
@@ -191,10 +220,12 @@ def steer(
     alpha:Optional[float]=None, # strength α: layers output h + α·s (None: a SteeringVector's α, else 1)
     positions=None,             # None (every position), 'prompt', 'generated', or absolute indices
     prompt_len=None,            # prompt length(s), for loops that re-feed the sequence; None: detected
+    operator:str='addition',    # 'addition', 'ablation', 'ablation_then_addition' or 'norm_preserving'
 ):
-    """Context in which each layer outputs h + α·s at the chosen positions; contexts nest like one call;
-    hooks are removed on exit, also after an exception."""
+    """Context in which each layer outputs `operator`(h, α·s) (default h + α·s) at the chosen positions;
+    contexts nest like one call; hooks are removed on exit, also after an exception."""
     targets = steering_targets(model, layer, vector, alpha)
+    op = steering_operator(operator, targets)
     device = next(model.parameters()).device
     if positions is not None and not isinstance(positions, str):
         positions = torch.as_tensor(list(positions), device=device)
@@ -209,9 +240,11 @@ def steer(
         if add.shape[-1] != h.shape[-1]:
             raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs "
                              f"{tuple(h.shape)}")
-        if positions is None: return h + add
+        if positions is None: return op(h, add)
         pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
-        return h + position_selector(positions, steers.state['pos'], pl)[..., None].to(h.dtype) * add
+        chosen = position_selector(positions, steers.state['pos'], pl)[..., None]
+        if operator == 'addition': return h + chosen.to(h.dtype) * add
+        return torch.where(chosen, op(h, add), h)
     steers.layers.append(layers)
     try:
         with layer_hook(list(layers), edit): yield model
