@@ -20,14 +20,15 @@ from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['OPERATORS', 'model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector',
-           'steering_targets', 'ablate', 'norm_preserving_add', 'steering_operator', 'steer', 'model_device',
-           'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts', 'chat_pairs',
-           'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf',
-           'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver', 'normal_residual',
-           'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta', 'lora_delta',
-           'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
-           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
+__all__ = ['OPERATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions',
+           'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add', 'steering_operator', 'steer',
+           'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts',
+           'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng',
+           'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize', 'text_loss_gradient',
+           'contrast_update', 'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
+           'architecture_mismatch', 'parameter_delta', 'lora_delta', 'centred_last_token_logits', 'heldout_fit',
+           'Distillation', 'distill', 'steered_agreement', 'bootstrap_interval', 'evaluate_distillation',
+           'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -413,6 +414,55 @@ def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     vectors = {int(t.name.split('.')[1]): torch.tensor(np.array(t.data, dtype=np.float32)) for t in r.tensors
                if t.name.startswith('direction.')}
     return dict(sorted(vectors.items())), (bytes(hint.parts[-1]).decode() if hint is not None else '')
+
+# %% ../nbs/10_steering.ipynb #30e98b26
+RESIDUAL_WRITERS = ('attn.c_proj', 'mlp.c_proj', 'self_attn.o_proj', 'mlp.down_proj')
+
+def residual_writers(model:nn.Module) -> dict:
+    "{module name: (module, axis of its weight along the residual stream)} of a GPT-2 or Llama-style decoder."
+    from transformers.pytorch_utils import Conv1D
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Embedding): out[name] = (m, 1)                     # V×d
+        elif name.endswith(RESIDUAL_WRITERS):
+            if isinstance(m, Conv1D): out[name] = (m, 1)                       # x W + b, W in×d
+            elif isinstance(m, nn.Linear): out[name] = (m, 0)                  # W x + b, W d×in
+            else: raise ValueError(f"{name} is a {type(m).__name__}: only nn.Linear and Conv1D are known")
+    if not any(n.endswith(RESIDUAL_WRITERS) for n in out):
+        raise ValueError(f"no attention/MLP output projections found in {model_name(model)}: the known "
+                         f"names end in {', '.join(RESIDUAL_WRITERS)}")
+    return out
+
+# %% ../nbs/10_steering.ipynb #6529f2d1
+def project_off(W:Tensor, u:Tensor, axis:int) -> Tensor:
+    "W with its `axis` projected off the unit vector u: (I − uuᵀ) applied along that axis, in float64."
+    W64, u64 = W.double(), u.double()
+    P = W64 - (torch.outer(u64, u64 @ W64) if axis == 0 else torch.outer(W64 @ u64, u64))
+    return P.to(W.dtype)
+
+# %% ../nbs/10_steering.ipynb #c4306777
+@torch.no_grad()
+def orthogonalize(
+    model:nn.Module,    # a Hugging Face GPT-2 or Llama-style causal LM (left unchanged)
+    s,                  # the direction: Tensor, array or SteeringVector (its norm is irrelevant)
+) -> nn.Module:         # a copy whose residual-writing weights are projected off ŝ
+    "A copy of `model` in which nothing writes along ŝ: directional ablation at every layer, in the weights."
+    import copy
+    out = copy.deepcopy(model)
+    p = next(out.parameters())
+    v = _as_vector(s, p).double()
+    if not bool(v.ne(0).any()): raise ValueError("orthogonalize needs a nonzero direction: s is zero")
+    head, emb = out.get_output_embeddings(), out.get_input_embeddings()
+    if head is not None and head.weight is emb.weight:              # tied: keep the unembedding as it is
+        head.weight = nn.Parameter(emb.weight.detach().clone())
+        out.config.tie_word_embeddings = False
+    u = v / v.norm()
+    for name, (m, axis) in residual_writers(out).items():
+        if m.weight.shape[axis] != u.shape[0]:
+            raise ValueError(f"s has {u.shape[0]} features, {name}'s output has {m.weight.shape[axis]}")
+        m.weight.copy_(project_off(m.weight, u, axis))
+        if getattr(m, 'bias', None) is not None: m.bias.copy_(project_off(m.bias[None], u, 1)[0])
+    return out
 
 # %% ../nbs/10_steering.ipynb #4ffb296c
 def text_loss_gradient(
