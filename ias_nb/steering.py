@@ -20,15 +20,15 @@ from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['OPERATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions',
-           'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add', 'steering_operator', 'steer',
-           'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector', 'chat_prompts',
-           'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng',
-           'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize', 'text_loss_gradient',
-           'contrast_update', 'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
-           'architecture_mismatch', 'parameter_delta', 'lora_delta', 'centred_last_token_logits', 'heldout_fit',
-           'Distillation', 'distill', 'steered_agreement', 'bootstrap_interval', 'evaluate_distillation',
-           'plot_distillation']
+__all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index',
+           'absolute_positions', 'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add',
+           'steering_operator', 'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations',
+           'aggregate', 'caa_vector', 'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors',
+           'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers',
+           'project_off', 'orthogonalize', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
+           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
+           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
+           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -300,15 +300,55 @@ def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], 
             model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
     return torch.cat(rows)
 
+# %% ../nbs/10_steering.ipynb #d5e6dbb6
+AGGREGATORS = ('mean', 'pca', 'pca_diff', 'pca_center', 'logistic')
+
+def _top_component(X:Tensor, centre:bool) -> Tensor:
+    "The top right singular vector of X (its rows centred first if `centre`)."
+    if centre: X = X - X.mean(0)
+    return torch.linalg.svd(X, full_matrices=False).Vh[0]
+
+def _logistic_direction(pos:Tensor, neg:Tensor, C:float=1.0) -> Tensor:
+    "Weights of an L2 logistic regression (no intercept) of +1/−1 on activations less their pair's midpoint."
+    from sklearn.linear_model import LogisticRegression
+    c = (pos + neg) / 2
+    X = torch.cat([pos - c, neg - c]).numpy()
+    y = np.r_[np.ones(len(pos)), -np.ones(len(neg))]
+    fit = LogisticRegression(fit_intercept=False, C=C, tol=1e-10, max_iter=10_000).fit(X, y)
+    return torch.from_numpy(fit.coef_[0])
+
+# %% ../nbs/10_steering.ipynb #5ffe4a7b
+def aggregate(
+    pos:Tensor, neg:Tensor,   # N×d activations of the positive and the negative member of each pair
+    aggregator:str='mean',    # one of AGGREGATORS
+) -> Tensor: # s (d): the mean difference's component along the aggregator's direction
+    "One steering vector from contrast activations, oriented so that positives project higher."
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"unknown aggregator {aggregator!r}: choose one of {', '.join(AGGREGATORS)}")
+    if pos.shape != neg.shape:
+        raise ValueError(f"contrast pairs need equal shapes: positives {tuple(pos.shape)}, negatives "
+                         f"{tuple(neg.shape)}")
+    if aggregator == 'mean': return (pos - neg).mean(0)
+    p, n = pos.detach().double().cpu(), neg.detach().double().cpu()
+    d = p - n
+    if aggregator == 'logistic': v = _logistic_direction(p, n)
+    elif aggregator == 'pca_center': v = _top_component(torch.cat([p - (p + n) / 2, n - (p + n) / 2]), False)
+    else: v = _top_component(d, centre=aggregator == 'pca_diff')
+    v = v / v.norm()
+    return (v * (v @ d.mean(0))).to(device=pos.device, dtype=pos.dtype)
+
 # %% ../nbs/10_steering.ipynb #a55de227
 def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negative:Sequence[str],
-               batch_size:int=16) -> Tensor:
-    "CAA steering vector: mean over pairs of h(positive) − h(negative) at the last token."
+               batch_size:int=16, aggregator:str='mean') -> Tensor:
+    """CAA steering vector: mean over pairs of h(positive) − h(negative) at the last token
+    (or another of AGGREGATORS over the same activations)."""
     if len(positive) != len(negative):
         raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} "
                          "negative prompts")
-    return (layer_activations(model, tokenizer, layer, positive, batch_size)
-            - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"unknown aggregator {aggregator!r}: choose one of {', '.join(AGGREGATORS)}")
+    return aggregate(layer_activations(model, tokenizer, layer, positive, batch_size),
+                     layer_activations(model, tokenizer, layer, negative, batch_size), aggregator)
 
 # %% ../nbs/10_steering.ipynb #e6557a54
 def chat_prompts(
