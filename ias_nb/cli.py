@@ -11,7 +11,7 @@ from .toy import toy_walkthrough, format_toy_table
 from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .jacobians import find_layer
-from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
+from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, block_list, block_index, import_gguf,
                              export_gguf)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
@@ -113,13 +113,13 @@ def read_lines(path) -> list:
     if not lines: raise ValueError(f"{p} is empty: give one text per line")
     return lines
 
-def steering_vector_from(spec:str, model, tok, layer:str) -> torch.Tensor:
-    "The vector `--vector` names: `caa:` and two text files, a `.gguf` control vector or a `SteeringVector`."
+def steering_vector_from(spec:str, model, tok, layer:str, aggregator:str='mean') -> torch.Tensor:
+    "The vector `--vector` names: `caa:` and two text files (reduced by `aggregator`), a `.gguf` control vector or a `SteeringVector`."
     if spec.startswith('caa:'):
         files = spec[4:].split(',')
         if len(files) != 2:
             raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
-        return caa_vector(model, tok, layer, *map(read_lines, files))
+        return caa_vector(model, tok, layer, *map(read_lines, files), aggregator=aggregator)
     if not Path(spec).is_file():
         raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
     if spec.endswith('.gguf'):
@@ -207,7 +207,7 @@ def attribute(args) -> dict:
     if len(prompts) < 2:
         raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
-    vector = steering_vector_from(args.vector, model, tok, layer)
+    vector = steering_vector_from(args.vector, model, tok, layer, getattr(args, 'aggregator', 'mean'))
     params = corpus.params if args.index else None if args.params == 'all' else block_weights(model)
     docs = corpus if args.index else str(args.corpus)
     precondition = preconditioner_from(args.precondition, model, tok, docs, args.damping, params, args.batch_size)
@@ -488,6 +488,8 @@ def add_attribute_command(sub):
     vector_help = ('a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), '
                    'or caa:POSITIVE_FILE,NEGATIVE_FILE')
     a.add_argument('--vector', required=True, help=vector_help)
+    a.add_argument('--aggregator', choices=AGGREGATORS, default='mean',
+                   help='how a caa: vector reduces its pairs\' activations (mean: CAA; pca, pca_diff, pca_center, logistic)')
     a.add_argument('--corpus', type=Path,
                    help='.txt (one document per line) or .jsonl (a "text" field); or give --index')
     a.add_argument('--index', type=Path, help='a gradient index built by `ias index build`: no pass over the corpus')
