@@ -5,7 +5,7 @@
 # %% ../nbs/10_steering.ipynb #8832dba9
 from __future__ import annotations
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 import numpy as np
@@ -22,13 +22,15 @@ from .linalg import LinearOperator
 # %% auto #0
 __all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index',
            'absolute_positions', 'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add',
-           'steering_operator', 'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations',
-           'aggregate', 'caa_vector', 'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors',
-           'from_steering_vectors', 'to_repeng', 'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers',
-           'project_off', 'orthogonalize', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
-           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
-           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
-           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
+           'steering_operator', 'condition_statistic', 'statistic_of_mean', 'Condition', 'Rule', 'steer',
+           'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'aggregate', 'caa_vector',
+           'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
+           'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize',
+           'prompt_means', 'best_threshold', 'fit_condition', 'text_loss_gradient', 'contrast_update',
+           'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
+           'architecture_mismatch', 'parameter_delta', 'lora_delta', 'centred_last_token_logits', 'heldout_fit',
+           'Distillation', 'distill', 'steered_agreement', 'bootstrap_interval', 'evaluate_distillation',
+           'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -147,8 +149,11 @@ class _Steers:
         continues a generation or a cache keeps the prompt length."""
         T = _seq_len(args, kwargs)
         self.state['pos'] = pos = absolute_positions(kwargs, T, next(mod.parameters()).device)
+        mask = kwargs.get('attention_mask')
+        self.state['real'] = None if mask is None else mask[:, -T:].bool()     # B×T: not padding
         continuing = self.state['generating'] or _cached_len(kwargs) > 0
-        if not continuing or 'prompt_len' not in self.state: self.state['prompt_len'] = pos.max(-1).values + 1
+        self.state['fresh'] = not continuing or 'prompt_len' not in self.state  # a pass that reads a prompt
+        if self.state['fresh']: self.state['prompt_len'] = pos.max(-1).values + 1
 
     def close(self):
         "Remove the position hook and the `generate` wrapper."
@@ -212,6 +217,90 @@ def steering_operator(
             raise ValueError(f"{name} needs a nonzero vector: the one for {layer!r} (α·s) is zero")
     return ops[name]
 
+# %% ../nbs/10_steering.ipynb #c5485ae6
+def condition_statistic(
+    h:Tensor,      # B×T×d outputs of the condition layer
+    c:Tensor,      # d: the condition vector
+    mask:Tensor,   # B×T bool: the prompt's real tokens
+) -> Tensor: # B float64: cos(h̄, tanh(P_c h̄)) per sequence
+    "IBM CAST's statistic: the cosine of the prompt-mean h̄ with tanh of its projection on c."
+    m = mask.to(torch.float64)[..., None]
+    hbar = (h.double() * m).sum(-2) / m.sum(-2)
+    return statistic_of_mean(hbar, c)
+
+def statistic_of_mean(hbar:Tensor, c:Tensor) -> Tensor:
+    "cos(h̄, tanh(P_c h̄)) for each row of h̄ (N×d), in float64."
+    hbar, c = hbar.double(), c.double().to(hbar.device)
+    y = torch.tanh((hbar @ c)[:, None] * c / (c @ c))
+    return (hbar * y).sum(-1) / (hbar.norm(dim=-1) * y.norm(dim=-1))
+
+# %% ../nbs/10_steering.ipynb #6e4b57c8
+class _Rule:
+    "What `&` and `|` build from conditions: a rule over their per-sequence decisions."
+    def __and__(self, other): return Rule('and', [self, other])
+    def __or__(self, other): return Rule('or', [self, other])
+
+@dataclass(eq=False)
+class Condition(_Rule):
+    "A condition vector at a layer: it holds for a sequence whose statistic σ is above (or below) the threshold."
+    vector: Tensor              # c (d)
+    layer: object               # name, block index or depth
+    threshold: float            # t
+    comparator: str = 'greater' # 'greater': holds when σ > t; 'less': when σ < t
+    def __post_init__(self):
+        if self.comparator not in ('greater', 'less'):
+            raise ValueError(f"comparator must be 'greater' or 'less', got {self.comparator!r}")
+    def conditions(self) -> list: return [self]
+    def holds(self, stats:dict) -> Tensor:
+        "B bool: σ compared with t, from {id(condition): σ}."
+        s = stats[id(self)]
+        return s > self.threshold if self.comparator == 'greater' else s < self.threshold
+
+@dataclass(eq=False)
+class Rule(_Rule):
+    "Conditions combined by 'and' or 'or'."
+    op: str           # 'and' or 'or'
+    parts: list       # Conditions or Rules
+    def conditions(self) -> list: return [c for p in self.parts for c in p.conditions()]
+    def holds(self, stats:dict) -> Tensor:
+        both = torch.stack([p.holds(stats) for p in self.parts])
+        return both.all(0) if self.op == 'and' else both.any(0)
+
+# %% ../nbs/10_steering.ipynb #4d5d525e
+class _Gate:
+    "The per-sequence decision of a rule: its conditions read on each prompt pass, kept while generating."
+    def __init__(self, model:nn.Module, rule, steers:_Steers, steered:list):
+        if not isinstance(rule, _Rule):
+            raise ValueError(f"`when` must be a Condition or conditions combined with & and |, got "
+                             f"{type(rule).__name__}")
+        self.rule, self.steers, self.layers, self.stats, self.decision = rule, steers, {}, {}, None
+        p = next(model.parameters())
+        for c in rule.conditions():
+            name = resolve_layer(model, c.layer)
+            self.layers.setdefault(find_layer(model, name), []).append((name, c, _as_vector(c.vector, p)))
+        order = {m: i for i, m in enumerate(model.modules())}
+        late = [n for m, cs in self.layers.items() for n, _, _ in cs if order[m] > min(order[s] for s in steered)]
+        if late: raise ValueError(f"condition layer {late[0]!r} runs after a steered layer: the decision must "
+                                  "come first; put the condition at or before the first steered layer")
+
+    def read(self, mod, args, h):
+        "On a prompt pass, each condition's σ per sequence (the layer's output is left as it is)."
+        st = self.steers.state
+        if not st['fresh']: return None
+        mask = st['pos'] < st['prompt_len'][:, None]
+        if st.get('real') is not None: mask = mask & st['real']
+        for name, c, v in self.layers[mod]:
+            if v.shape[-1] != h.shape[-1]:
+                raise ValueError(f"width mismatch: the condition vector has {v.shape[-1]} features, layer "
+                                 f"{name!r} outputs {h.shape[-1]}")
+            self.stats[id(c)] = condition_statistic(h, v, mask.expand(h.shape[:-1]))
+        self.decision = None
+
+    def select(self, new:Tensor, h:Tensor) -> Tensor:
+        "`new` for the sequences where the rule holds, `h` (untouched) elsewhere."
+        if self.decision is None: self.decision = self.rule.holds(self.stats)
+        return torch.where(self.decision.reshape(-1, *[1] * (h.dim() - 1)), new, h)
+
 # %% ../nbs/10_steering.ipynb #4f665f7f
 @contextmanager
 def steer(
@@ -222,9 +311,11 @@ def steer(
     positions=None,             # None (every position), 'prompt', 'generated', or absolute indices
     prompt_len=None,            # prompt length(s), for loops that re-feed the sequence; None: detected
     operator:str='addition',    # 'addition', 'ablation', 'ablation_then_addition' or 'norm_preserving'
+    when=None,                  # a Condition, or conditions joined by & and |: steer only where it holds
 ):
-    """Context in which each layer outputs `operator`(h, α·s) (default h + α·s) at the chosen positions;
-    contexts nest like one call; hooks are removed on exit, also after an exception."""
+    """Context in which each layer outputs `operator`(h, α·s) (default h + α·s) at the chosen positions
+    (of the sequences where `when` holds); contexts nest like one call; hooks are removed on exit, also
+    after an exception."""
     targets = steering_targets(model, layer, vector, alpha)
     op = steering_operator(operator, targets)
     device = next(model.parameters()).device
@@ -236,19 +327,25 @@ def steer(
     layers = {find_layer(model, n): (n, a) for n, a in targets.items()}
     steers = vars(model).get('_steers') or _Steers(model)
     model._steers = steers
-    def edit(mod, args, h):
-        name, add = layers[mod]
-        if add.shape[-1] != h.shape[-1]:
-            raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs "
-                             f"{tuple(h.shape)}")
+    def edited(h, add):
         if positions is None: return op(h, add)
         pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
         chosen = position_selector(positions, steers.state['pos'], pl)[..., None]
         if operator == 'addition': return h + chosen.to(h.dtype) * add
         return torch.where(chosen, op(h, add), h)
+    def edit(mod, args, h):
+        name, add = layers[mod]
+        if add.shape[-1] != h.shape[-1]:
+            raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs "
+                             f"{tuple(h.shape)}")
+        return edited(h, add) if gate is None else gate.select(edited(h, add), h)
     steers.layers.append(layers)
     try:
-        with layer_hook(list(layers), edit): yield model
+        gate = None if when is None else _Gate(model, when, steers, list(layers))
+        with ExitStack() as stack:
+            if gate is not None: stack.enter_context(layer_hook(list(gate.layers), gate.read))
+            stack.enter_context(layer_hook(list(layers), edit))
+            yield model
     finally:
         steers.layers = [l for l in steers.layers if l is not layers]
         if not steers.layers: steers.close(); del model._steers
@@ -503,6 +600,64 @@ def orthogonalize(
         m.weight.copy_(project_off(m.weight, u, axis))
         if getattr(m, 'bias', None) is not None: m.bias.copy_(project_off(m.bias[None], u, 1)[0])
     return out
+
+# %% ../nbs/10_steering.ipynb #d9f69b5c
+def prompt_means(model:nn.Module, tokenizer, prompts:Sequence[str], layers, batch_size:int=16) -> dict:
+    "{layer name: N×d float64}: each layer's output averaged over each prompt's real tokens."
+    names = [resolve_layer(model, l) for l in layers]
+    mods, rows, cur = {find_layer(model, n): n for n in names}, {n: [] for n in names}, {}
+    def read(mod, args, h):
+        m = cur['mask'][..., None].double()
+        rows[mods[mod]].append(((h.double() * m).sum(1) / m.sum(1)).cpu())
+    with torch.no_grad(), layer_hook(list(mods), read):
+        for i in range(0, len(prompts), batch_size):
+            b = lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model))
+            cur['mask'] = b['attention_mask'].bool(); model(**b)
+    return {n: torch.cat(r) for n, r in rows.items()}
+
+# %% ../nbs/10_steering.ipynb #ab444c16
+def best_threshold(stats, labels) -> dict: # f1, threshold, comparator
+    "The threshold and comparator whose decisions (σ > t or σ < t) have the largest F1 against `labels`."
+    s, y = np.asarray(stats, dtype=np.float64), np.asarray(labels, dtype=bool)
+    u = np.unique(s)
+    t = np.r_[u[0] - 1, (u[:-1] + u[1:]) / 2, u[-1] + 1]
+    best = dict(f1=-1.0)
+    for comparator in ('greater', 'less'):
+        pred = s[None] > t[:, None] if comparator == 'greater' else s[None] < t[:, None]
+        tp, fp, fn = (pred & y).sum(1), (pred & ~y).sum(1), (~pred & y).sum(1)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        k = int(f1.argmax())
+        if f1[k] > best['f1']: best = dict(f1=float(f1[k]), threshold=float(t[k]), comparator=comparator)
+    return best
+
+# %% ../nbs/10_steering.ipynb #185306da
+def fit_condition(
+    model:nn.Module, tokenizer,
+    prompts:Sequence[str],      # prompts of the kind and not
+    labels:Sequence[bool],      # True: of the kind
+    layers,                     # candidate layers (names, indices or depths)
+    vectors:Optional[dict]=None, # {layer: c}; None: mean prompt activation of the kind less that of the rest
+    batch_size:int=16,
+) -> tuple: # (the best Condition, one row per layer: layer, f1, threshold, comparator)
+    "The condition (layer, vector, threshold, comparator) with the largest F1 on labelled prompts."
+    y = np.asarray(labels, dtype=bool)
+    if len(y) != len(prompts): raise ValueError(f"one label per prompt: {len(prompts)} prompts, {len(y)} labels")
+    if y.all() or not y.any():
+        raise ValueError(f"choosing a threshold needs prompts of both kinds: got {int(y.sum())} labelled True "
+                         f"and {int((~y).sum())} False")
+    means = prompt_means(model, tokenizer, prompts, layers, batch_size)
+    given = {} if vectors is None else {resolve_layer(model, l): v for l, v in vectors.items()}
+    rows, best = [], None
+    for name, H in means.items():
+        c = torch.as_tensor(given[name]).double() if name in given else H[y].mean(0) - H[~y].mean(0)
+        if c.shape[-1] != H.shape[-1]:
+            raise ValueError(f"width mismatch: the condition vector for {name!r} has {c.shape[-1]} features, "
+                             f"the layer outputs {H.shape[-1]}")
+        r = dict(layer=name, **best_threshold(statistic_of_mean(H, c).numpy(), y))
+        rows.append(r)
+        if best is None or r['f1'] > best[0]['f1']: best = (r, c)
+    r, c = best
+    return Condition(c.float(), r['layer'], r['threshold'], r['comparator']), rows
 
 # %% ../nbs/10_steering.ipynb #4ffb296c
 def text_loss_gradient(
