@@ -26,8 +26,8 @@ __all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_
            'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'aggregate', 'caa_vector',
            'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
            'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize',
-           'prompt_means', 'best_threshold', 'fit_condition', 'text_loss_gradient', 'contrast_update',
-           'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
+           'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'text_loss_gradient',
+           'contrast_update', 'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
            'architecture_mismatch', 'parameter_delta', 'lora_delta', 'centred_last_token_logits', 'heldout_fit',
            'Distillation', 'distill', 'steered_agreement', 'bootstrap_interval', 'evaluate_distillation',
            'plot_distillation']
@@ -630,6 +630,26 @@ def best_threshold(stats, labels) -> dict: # f1, threshold, comparator
         if f1[k] > best['f1']: best = dict(f1=float(f1[k]), threshold=float(t[k]), comparator=comparator)
     return best
 
+# %% ../nbs/10_steering.ipynb #fb33d9a3
+def _f1(pred:np.ndarray, y:np.ndarray) -> float:
+    "F1 of boolean predictions."
+    tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
+    return float(2 * tp / max(2 * tp + fp + fn, 1))
+
+def cross_fitted_f1(H:Tensor, y:np.ndarray, c:Optional[Tensor]=None) -> float:
+    """Two-fold F1 of a condition at one layer (vector unless `c` and threshold from one fold, scored on
+    the other); NaN with fewer than two prompts of a kind."""
+    fold, idx = np.zeros(len(y), dtype=int), np.arange(len(y))
+    for kind in (True, False): fold[idx[y == kind][1::2]] = 1
+    f1s = []
+    for k in (0, 1):
+        tr, te = fold != k, fold == k
+        if y[tr].all() or not y[tr].any() or not te.any(): return float('nan')
+        v = c if c is not None else H[tr][y[tr]].mean(0) - H[tr][~y[tr]].mean(0)
+        b, s = best_threshold(statistic_of_mean(H[tr], v).numpy(), y[tr]), statistic_of_mean(H[te], v).numpy()
+        f1s.append(_f1(s > b['threshold'] if b['comparator'] == 'greater' else s < b['threshold'], y[te]))
+    return float(np.mean(f1s))
+
 # %% ../nbs/10_steering.ipynb #185306da
 def fit_condition(
     model:nn.Module, tokenizer,
@@ -638,8 +658,9 @@ def fit_condition(
     layers,                     # candidate layers (names, indices or depths)
     vectors:Optional[dict]=None, # {layer: c}; None: mean prompt activation of the kind less that of the rest
     batch_size:int=16,
-) -> tuple: # (the best Condition, one row per layer: layer, f1, threshold, comparator)
-    "The condition (layer, vector, threshold, comparator) with the largest F1 on labelled prompts."
+) -> tuple: # (the best Condition, one row per layer: layer, cv_f1, f1, threshold, comparator)
+    """The condition (layer, vector, threshold, comparator) with the largest F1 on labelled prompts:
+    the layer by its two-fold cross-fitted F1 (ties: in-sample F1), vector and threshold from all prompts."""
     y = np.asarray(labels, dtype=bool)
     if len(y) != len(prompts): raise ValueError(f"one label per prompt: {len(prompts)} prompts, {len(y)} labels")
     if y.all() or not y.any():
@@ -653,9 +674,11 @@ def fit_condition(
         if c.shape[-1] != H.shape[-1]:
             raise ValueError(f"width mismatch: the condition vector for {name!r} has {c.shape[-1]} features, "
                              f"the layer outputs {H.shape[-1]}")
-        r = dict(layer=name, **best_threshold(statistic_of_mean(H, c).numpy(), y))
+        r = dict(layer=name, cv_f1=cross_fitted_f1(H, y, given.get(name)),
+                 **best_threshold(statistic_of_mean(H, c).numpy(), y))
         rows.append(r)
-        if best is None or r['f1'] > best[0]['f1']: best = (r, c)
+        key = lambda r: (-1.0 if np.isnan(r['cv_f1']) else r['cv_f1'], r['f1'])
+        if best is None or key(r) > key(best[0]): best = (r, c)
     r, c = best
     return Condition(c.float(), r['layer'], r['threshold'], r['comparator']), rows
 
