@@ -26,11 +26,11 @@ __all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_
            'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'aggregate', 'caa_vector',
            'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
            'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize',
-           'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'text_loss_gradient',
-           'contrast_update', 'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector',
-           'architecture_mismatch', 'parameter_delta', 'lora_delta', 'centred_last_token_logits', 'heldout_fit',
-           'Distillation', 'distill', 'steered_agreement', 'bootstrap_interval', 'evaluate_distillation',
-           'plot_distillation']
+           'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'completion_logprobs', 'mean_interval',
+           'slopes', 'steerability', 'plot_steerability', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
+           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
+           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
+           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
 
 # %% ../nbs/10_steering.ipynb #5248fe5c
 def model_name(model:nn.Module) -> str:
@@ -681,6 +681,86 @@ def fit_condition(
         if best is None or key(r) > key(best[0]): best = (r, c)
     r, c = best
     return Condition(c.float(), r['layer'], r['threshold'], r['comparator']), rows
+
+# %% ../nbs/10_steering.ipynb #8e1cbc33
+def completion_logprobs(model:nn.Module, tokenizer, prompts:Sequence[str], completions:Sequence[str],
+                        batch_size:int=16) -> Tensor: # N float64: log p(completion | prompt)
+    "Log-probability of each completion after its prompt (tokenised apart, then joined)."
+    P = tokenizer(list(prompts), padding=False)['input_ids']
+    C = tokenizer(list(completions), padding=False)['input_ids']
+    out = []
+    for i in range(0, len(P), batch_size):
+        rows, comps = [list(p) + list(c) for p, c in zip(P[i:i + batch_size], C[i:i + batch_size])], C[i:i + batch_size]
+        b = padded_batch(rows, pad_id(tokenizer), 'left', model_device(model))
+        with torch.no_grad(): lp = torch.log_softmax(model(**b).logits.double(), -1)
+        T = b['input_ids'].shape[1]
+        for r, c in enumerate(comps):
+            k = len(c); tgt = b['input_ids'][r, T - k:]
+            out.append(lp[r, T - k - 1:T - 1].gather(-1, tgt[:, None]).sum().cpu())
+    return torch.stack(out)
+
+# %% ../nbs/10_steering.ipynb #b0a8b489
+def mean_interval(x, level:float=0.95) -> tuple: # (mean, low, high)
+    "Mean of x with its Student-t interval."
+    from scipy import stats
+    x = np.asarray(x, dtype=np.float64); m = float(x.mean())
+    if len(x) < 2: return m, float('nan'), float('nan')
+    h = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m, m - h, m + h
+
+def slopes(alphas, m:np.ndarray) -> np.ndarray:
+    "Least-squares slope of each row of m (pairs × α) against α."
+    a = np.asarray(alphas, dtype=np.float64); a = a - a.mean()
+    return (m - m.mean(1, keepdims=True)) @ a / (a @ a)
+
+# %% ../nbs/10_steering.ipynb #cea273ee
+def steerability(
+    model:nn.Module, tokenizer,
+    pairs:Sequence[tuple],   # held-out (prompt, positive completion, negative completion)
+    vectors:dict,            # {layer: s}: the vector to test at each layer
+    alphas=(-2., -1., 0., 1., 2.), # the strengths
+    level:float=0.95,
+    seed:int=0,              # of the random control directions (one per layer, norm ‖s‖)
+    batch_size:int=16,
+) -> dict: # rows (one per layer), suggested layer and strength
+    "steering-bench's steerability sweep over layers × strengths, with a random-direction control."
+    if len(pairs) < 2: raise ValueError(f"the sweep needs at least 2 held-out pairs for an interval, got {len(pairs)}")
+    prompts, pos, neg = map(list, zip(*pairs))
+    g, rows = torch.Generator().manual_seed(seed), []
+    def propensity(layer, s):
+        m = []
+        for a in alphas:
+            with steer(model, layer, s, alpha=float(a)):
+                m.append((completion_logprobs(model, tokenizer, prompts, pos, batch_size)
+                          - completion_logprobs(model, tokenizer, prompts, neg, batch_size)).numpy())
+        return np.stack(m, 1)                       # pairs × α
+    for layer, s in vectors.items():
+        s = torch.as_tensor(s.vector if isinstance(s, SteeringVector) else s).float()
+        r = torch.randn(s.shape, generator=g); r = r * (s.norm() / r.norm())
+        M, R = propensity(layer, s), propensity(layer, r)
+        rows.append(dict(layer=resolve_layer(model, layer), slope=mean_interval(slopes(alphas, M), level),
+                         random_slope=mean_interval(slopes(alphas, R), level),
+                         propensity=M.mean(0).tolist(), random_propensity=R.mean(0).tolist()))
+    ok = [r for r in rows if r['slope'][1] > r['random_slope'][2]]
+    best = max(ok, key=lambda r: r['slope'][0]) if ok else None
+    strength = None
+    if best is not None:
+        base = np.interp(0.0, alphas, best['propensity'])
+        strength = next((float(a) for a, p in zip(alphas, best['propensity']) if a > 0 and p - base >= 1.0), None)
+    return dict(rows=rows, alphas=[float(a) for a in alphas], layer=best and best['layer'], strength=strength)
+
+# %% ../nbs/10_steering.ipynb #1b1ed9d0
+def plot_steerability(sweep:dict, title:str='steerability'):
+    "Mean steerability per layer with its interval, beside the random-direction control."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(sweep['rows']))
+    for key, dx, label in (('slope', -0.1, 'vector'), ('random_slope', 0.1, 'random, equal norm')):
+        m, lo, hi = np.array([r[key] for r in sweep['rows']]).T
+        ax.errorbar(x + dx, m, yerr=[m - lo, hi - m], fmt='o', capsize=3, label=label)
+    ax.set_xticks(x, [r['layer'].rsplit('.', 1)[-1] for r in sweep['rows']]); ax.axhline(0, color='grey', lw=0.5)
+    ax.set(xlabel='block', ylabel='d propensity / d α (nats)', title=title); ax.legend()
+    return fig
 
 # %% ../nbs/10_steering.ipynb #4ffb296c
 def text_loss_gradient(
