@@ -23,7 +23,8 @@ __all__ = ['REPORT_STYLE', 'PRECONDITION_HELP', 'EXPERIMENT_HELP', 'LAYER_HELP',
            'attribution_markdown', 'conv1d_transposed', 'preconditioner_from', 'attribution_corpus', 'attribute',
            'add_method_option', 'method_of', 'contrast_pairs', 'attribute_by_method', 'under_torchrun', 'tuned_delta',
            'distill_layers', 'distill_markdown', 'distill_command', 'add_distill_command', 'index_build',
-           'add_index_command', 'run_one', 'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
+           'add_index_command', 'run_one', 'read_pairs', 'sweep_command', 'add_sweep_command',
+           'add_experiment_commands', 'add_attribute_command', 'parser', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -458,6 +459,49 @@ def run_one(args) -> Experiment:
     return e
 
 
+# %% ../nbs/14_cli.ipynb #1fa3c103
+def read_pairs(path) -> list:
+    "Held-out contrast pairs from a file: one `PROMPT<TAB>POSITIVE<TAB>NEGATIVE` per line."
+    rows = [l.split('\t') for l in read_lines(path)]
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 3]
+    if bad: raise ValueError(f"{path}: line {bad[0]} is not PROMPT<TAB>POSITIVE<TAB>NEGATIVE (tab-separated)")
+    return [tuple(r) for r in rows]
+
+def sweep_command(args) -> dict:
+    "`ias sweep`: steerability across layers × strengths, with a random-direction control; JSON and figure."
+    from ias_nb.models import load_causal_lm
+    from ias_nb.steering import steerability, plot_steerability
+    model, tok = load_causal_lm(args.model, device=check_device(args.device))
+    layers = [resolve_layer(model, l) for l in args.layers.split(',')]
+    vectors = {l: steering_vector_from(args.vector, model, tok, l, args.aggregator) for l in layers}
+    sw = steerability(model, tok, read_pairs(args.pairs), vectors, [float(a) for a in args.alphas.split(',')],
+                      batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sw['settings'] = dict(command='ias ' + ' '.join(args.argv), aggregator=args.aggregator)
+    (args.out / 'sweep.json').write_text(json.dumps(sw, indent=1))
+    plot_steerability(sw, f'steerability of {args.vector.split(",")[0][:40]}').savefig(args.out / 'sweep.png', dpi=120)
+    for r in sw['rows']:
+        print(f"{r['layer']:20s} slope {r['slope'][0]:+.3f} [{r['slope'][1]:+.3f}, {r['slope'][2]:+.3f}]   random "
+              f"{r['random_slope'][0]:+.3f} [{r['random_slope'][1]:+.3f}, {r['random_slope'][2]:+.3f}]")
+    print(f"suggested: layer {sw['layer']}, strength {sw['strength']}" if sw['layer'] else
+          "no layer's interval clears the random direction's: no suggestion")
+    print(f"written to {args.out}")
+    return sw
+
+def add_sweep_command(sub):
+    "The `sweep` sub-command."
+    c = sub.add_parser('sweep', help='which layer and strength: steerability over layers × strengths on held-out '
+                                     'pairs, beside a random direction')
+    c.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
+    c.add_argument('--vector', required=True, help='caa:POSITIVE_FILE,NEGATIVE_FILE (built at each layer), a '
+                                                   'SteeringVector file or a .gguf control vector')
+    c.add_argument('--aggregator', choices=AGGREGATORS, default='mean', help="how a caa: vector reduces its pairs")
+    c.add_argument('--pairs', type=Path, required=True, help='held-out pairs: PROMPT<TAB>POSITIVE<TAB>NEGATIVE a line')
+    c.add_argument('--layers', required=True, help='comma-separated layers: ' + LAYER_HELP)
+    c.add_argument('--alphas', default='-2,-1,0,1,2',
+                   help='comma-separated strengths (write --alphas=-1,0,1 when the first is negative)')
+    c.add_argument('--batch-size', type=int, default=8)
+
 # %% ../nbs/14_cli.ipynb #266941bd
 EXPERIMENT_HELP = dict(
     detox='CAA vs IAS vs random directions over α: toxicity and perplexity',
@@ -521,6 +565,7 @@ def parser() -> argparse.ArgumentParser:
     add_attribute_command(sub)
     add_index_command(sub)
     add_distill_command(sub)
+    add_sweep_command(sub)
     for c in sub.choices.values():
         c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
         c.add_argument('--out', type=Path, default=Path('ias-out'),
@@ -539,6 +584,7 @@ def main(argv=None):
     try:
         if args.command == 'demo': demo(args.out, args.seed, args.device)
         elif args.command == 'distill': distill_command(args)
+        elif args.command == 'sweep': sweep_command(args)
         elif args.command == 'attribute':
             if not under_torchrun(argv, args.nproc): attribute(args)
         elif args.command == 'index':
