@@ -760,6 +760,7 @@ def plot_steerability(sweep:dict, title:str='steerability'):
         ax.errorbar(x + dx, m, yerr=[m - lo, hi - m], fmt='o', capsize=3, label=label)
     ax.set_xticks(x, [r['layer'].rsplit('.', 1)[-1] for r in sweep['rows']]); ax.axhline(0, color='grey', lw=0.5)
     ax.set(xlabel='block', ylabel='d propensity / d α (nats)', title=title); ax.legend()
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/10_steering.ipynb #4ffb296c
