@@ -12,7 +12,7 @@ from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, de
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
 from .distill import control_vector_layers
 from .jacobians import find_layer
-from .steering import (caa_vector, SteeringVector, resolve_layer, block_list, block_index)
+from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, block_list, block_index)
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, NEEDS_TEXTS, default_attribution,
                            attribution_scores)
@@ -26,8 +26,9 @@ __all__ = ['REPORT_STYLE', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORE
            'run_settings', 'attribution_sentence', 'attribute', 'add_method_option', 'method_of', 'contrast_pairs',
            'attribute_by_method', 'under_torchrun', 'tuned_delta', 'distill_layers', 'distill_sentence',
            'distill_markdown', 'distill_command', 'add_distill_command', 'index_build', 'add_index_command',
-           'short_table', 'run_one', 'positive_int', 'positive_float', 'float_list', 'dims_arg',
-           'add_experiment_commands', 'add_attribute_command', 'parser', 'kept_line', 'main']
+           'short_table', 'run_one', 'read_pairs', 'sweep_command', 'add_sweep_command', 'positive_int',
+           'positive_float', 'float_list', 'dims_arg', 'add_experiment_commands', 'add_attribute_command', 'parser',
+           'kept_line', 'main']
 
 # %% ../nbs/14_cli.ipynb #86f8871e
 def check_device(device:str) -> str:
@@ -127,14 +128,14 @@ def read_lines(path) -> list:
     if not lines: raise ValueError(f"{p} is empty: give one text per line")
     return lines
 
-def steering_vector_from(spec:str, model, tok, layer:str, force:bool=False) -> torch.Tensor:
-    """The vector `--vector` names: `caa:` and two text files, a `.gguf` control vector or a `SteeringVector`
-    (refused when it was saved for another layer than `layer`, unless `force`)."""
+def steering_vector_from(spec:str, model, tok, layer:str, force:bool=False, aggregator:str='mean') -> torch.Tensor:
+    """The vector `--vector` names: `caa:` and two text files (reduced by `aggregator`), a `.gguf` control vector or a
+    `SteeringVector` (refused when it was saved for another layer than `layer`, unless `force`)."""
     if spec.startswith('caa:'):
         files = spec[4:].split(',')
         if len(files) != 2:
             raise ValueError(f"--vector caa: needs two files, caa:POSITIVE_FILE,NEGATIVE_FILE; got {spec!r}")
-        return caa_vector(model, tok, layer, *map(read_lines, files))
+        return caa_vector(model, tok, layer, *map(read_lines, files), aggregator=aggregator)
     if not Path(spec).is_file():
         raise ValueError(f"--vector {spec!r}: no such file (or give caa:POSITIVE_FILE,NEGATIVE_FILE)")
     if spec.endswith('.gguf'):
@@ -327,7 +328,7 @@ def attribute(args) -> dict:
     if len(prompts) < 2:
         raise ValueError(f"--probes needs at least two prompts (half are held out), got {len(prompts)}")
     probes, heldout = prompts[:len(prompts) // 2], prompts[len(prompts) // 2:]
-    vector = steering_vector_from(args.vector, model, tok, layer, args.force)
+    vector = steering_vector_from(args.vector, model, tok, layer, args.force, getattr(args, 'aggregator', 'mean'))
     if args.index and args.max_tokens and args.max_tokens != corpus.manifest.get('max_length'):
         raise ValueError(f"--max-tokens {args.max_tokens}: the index holds documents read up to "
                          f"{corpus.manifest.get('max_length')} tokens; rebuild it with ias index build --max-tokens")
@@ -649,6 +650,49 @@ def run_one(args) -> Experiment:
     return e
 
 
+# %% ../nbs/14_cli.ipynb #1fa3c103
+def read_pairs(path) -> list:
+    "Held-out contrast pairs from a file: one `PROMPT<TAB>POSITIVE<TAB>NEGATIVE` per line."
+    rows = [l.split('\t') for l in read_lines(path)]
+    bad = [i + 1 for i, r in enumerate(rows) if len(r) != 3]
+    if bad: raise ValueError(f"{path}: line {bad[0]} is not PROMPT<TAB>POSITIVE<TAB>NEGATIVE (tab-separated)")
+    return [tuple(r) for r in rows]
+
+def sweep_command(args) -> dict:
+    "`ias sweep`: steerability across layers × strengths, with a random-direction control; JSON and figure."
+    from ias_nb.models import load_causal_lm
+    from ias_nb.steering import steerability, plot_steerability
+    model, tok = load_causal_lm(args.model, device=check_device(args.device))
+    layers = [resolve_layer(model, l) for l in args.layers.split(',')]
+    vectors = {l: steering_vector_from(args.vector, model, tok, l, args.aggregator) for l in layers}
+    sw = steerability(model, tok, read_pairs(args.pairs), vectors, [float(a) for a in args.alphas.split(',')],
+                      batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    sw['settings'] = dict(command='ias ' + ' '.join(args.argv), aggregator=args.aggregator)
+    (args.out / 'sweep.json').write_text(json.dumps(sw, indent=1))
+    plot_steerability(sw, f'steerability of {args.vector.split(",")[0][:40]}').savefig(args.out / 'sweep.png', dpi=120)
+    for r in sw['rows']:
+        print(f"{r['layer']:20s} slope {r['slope'][0]:+.3f} [{r['slope'][1]:+.3f}, {r['slope'][2]:+.3f}]   random "
+              f"{r['random_slope'][0]:+.3f} [{r['random_slope'][1]:+.3f}, {r['random_slope'][2]:+.3f}]")
+    print(f"suggested: layer {sw['layer']}, strength {sw['strength']}" if sw['layer'] else
+          "no layer's interval clears the random direction's: no suggestion")
+    print(f"written to {args.out}")
+    return sw
+
+def add_sweep_command(sub):
+    "The `sweep` sub-command."
+    c = sub.add_parser('sweep', help='which layer and strength: steerability over layers × strengths on held-out '
+                                     'pairs, beside a random direction')
+    c.add_argument('--model', default='smollm2', help="'smollm2' (offline), 'tiny-gpt2' (offline), or a Hugging Face id")
+    c.add_argument('--vector', required=True, help='caa:POSITIVE_FILE,NEGATIVE_FILE (built at each layer), a '
+                                                   'SteeringVector file or a .gguf control vector')
+    c.add_argument('--aggregator', choices=AGGREGATORS, default='mean', help="how a caa: vector reduces its pairs")
+    c.add_argument('--pairs', type=Path, required=True, help='held-out pairs: PROMPT<TAB>POSITIVE<TAB>NEGATIVE a line')
+    c.add_argument('--layers', required=True, help='comma-separated layers: ' + LAYER_HELP)
+    c.add_argument('--alphas', default='-2,-1,0,1,2',
+                   help='comma-separated strengths (write --alphas=-1,0,1 when the first is negative)')
+    c.add_argument('--batch-size', type=int, default=8)
+
 # %% ../nbs/14_cli.ipynb #266941bd
 EXPERIMENT_HELP = dict(
     detox='CAA vs IAS vs random directions over α: toxicity and perplexity',
@@ -703,6 +747,8 @@ def add_attribute_command(sub):
     vector_help = ('a SteeringVector file (safetensors), a .gguf control vector (llama.cpp, repeng), '
                    'or caa:POSITIVE_FILE,NEGATIVE_FILE')
     a.add_argument('--vector', required=True, help=vector_help)
+    a.add_argument('--aggregator', choices=AGGREGATORS, default='mean',
+                   help='how a caa: vector reduces its pairs\' activations (mean: CAA; pca, pca_diff, pca_center, logistic)')
     a.add_argument('--corpus', type=Path,
                    help='.txt (one document per line) or .jsonl (the field of --text-field); or give --index')
     a.add_argument('--text-field', default='text', help='the field of a .jsonl corpus that holds the text')
@@ -748,6 +794,7 @@ def parser() -> argparse.ArgumentParser:
     add_attribute_command(sub)
     add_index_command(sub)
     add_distill_command(sub)
+    add_sweep_command(sub)
     for c in sub.choices.values():
         c.add_argument('--device', default='cpu', help="'cpu', 'cuda' or 'cuda:N'")
         c.add_argument('--out', type=Path, default=Path('ias-out'),
@@ -774,6 +821,7 @@ def main(argv=None):
     try:
         if args.command == 'demo': demo(args.out, args.seed, args.device)
         elif args.command == 'distill': distill_command(args)
+        elif args.command == 'sweep': sweep_command(args)
         elif args.command == 'attribute':
             if not under_torchrun(argv, args.nproc): attribute(args)
         elif args.command == 'index':

@@ -5,7 +5,7 @@
 # %% ../nbs/10_steering.ipynb #8832dba9
 from __future__ import annotations
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 import numpy as np
@@ -20,10 +20,14 @@ from .influence import ihvp
 from .linalg import LinearOperator
 
 # %% auto #0
-__all__ = ['model_name', 'block_list', 'resolve_layer', 'block_index', 'absolute_positions', 'SteeringVector', 'steering_targets',
-           'steer', 'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'caa_vector',
+__all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index',
+           'absolute_positions', 'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add',
+           'steering_operator', 'condition_statistic', 'statistic_of_mean', 'Condition', 'Rule', 'steer',
+           'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'aggregate', 'caa_vector',
            'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
-           'from_repeng', 'export_gguf', 'import_gguf', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
+           'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize',
+           'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'completion_logprobs', 'mean_interval',
+           'slopes', 'steerability', 'plot_steerability', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
            'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
            'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
            'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
@@ -145,8 +149,11 @@ class _Steers:
         continues a generation or a cache keeps the prompt length."""
         T = _seq_len(args, kwargs)
         self.state['pos'] = pos = absolute_positions(kwargs, T, next(mod.parameters()).device)
+        mask = kwargs.get('attention_mask')
+        self.state['real'] = None if mask is None else mask[:, -T:].bool()     # B×T: not padding
         continuing = self.state['generating'] or _cached_len(kwargs) > 0
-        if not continuing or 'prompt_len' not in self.state: self.state['prompt_len'] = pos.max(-1).values + 1
+        self.state['fresh'] = not continuing or 'prompt_len' not in self.state  # a pass that reads a prompt
+        if self.state['fresh']: self.state['prompt_len'] = pos.max(-1).values + 1
 
     def close(self):
         "Remove the position hook and the `generate` wrapper."
@@ -182,6 +189,118 @@ def steering_targets(model:nn.Module, layer, vector=None, alpha:Optional[float]=
         out[name] = a * _as_vector(v, p)
     return out
 
+# %% ../nbs/10_steering.ipynb #d677c9c1
+OPERATORS = ('addition', 'ablation', 'ablation_then_addition', 'norm_preserving')
+
+def ablate(h:Tensor, s:Tensor) -> Tensor:
+    "Directional ablation h − (h·ŝ)ŝ along the last axis (ŝ = s/‖s‖)."
+    u = s / s.norm()
+    return h - (h @ u)[..., None] * u
+
+def norm_preserving_add(h:Tensor, a:Tensor) -> Tensor:
+    "h + a rescaled to h's norm, token by token: (h + a)·‖h‖/‖h + a‖."
+    out = h + a
+    return out * (h.norm(dim=-1, keepdim=True) / out.norm(dim=-1, keepdim=True))
+
+# %% ../nbs/10_steering.ipynb #8442ee20
+def steering_operator(
+    name:str,                  # one of OPERATORS
+    targets:Optional[dict]=None, # {layer name: α·s}, checked: ablation needs nonzero vectors
+):
+    "The function (h, α·s) ↦ new h that `steer`'s `operator` names."
+    ops = dict(addition=lambda h, a: h + a, ablation=ablate,
+               ablation_then_addition=lambda h, a: ablate(h, a) + a, norm_preserving=norm_preserving_add)
+    if name not in ops:
+        raise ValueError(f"unknown operator {name!r}: choose one of {', '.join(OPERATORS)}")
+    for layer, a in (targets or {}).items():
+        if 'ablation' in name and not bool(a.ne(0).any()):
+            raise ValueError(f"{name} needs a nonzero vector: the one for {layer!r} (α·s) is zero")
+    return ops[name]
+
+# %% ../nbs/10_steering.ipynb #c5485ae6
+def condition_statistic(
+    h:Tensor,      # B×T×d outputs of the condition layer
+    c:Tensor,      # d: the condition vector
+    mask:Tensor,   # B×T bool: the prompt's real tokens
+) -> Tensor: # B float64: cos(h̄, tanh(P_c h̄)) per sequence
+    "IBM CAST's statistic: the cosine of the prompt-mean h̄ with tanh of its projection on c."
+    m = mask.to(torch.float64)[..., None]
+    hbar = (h.double() * m).sum(-2) / m.sum(-2)
+    return statistic_of_mean(hbar, c)
+
+def statistic_of_mean(hbar:Tensor, c:Tensor) -> Tensor:
+    "cos(h̄, tanh(P_c h̄)) for each row of h̄ (N×d), in float64."
+    hbar, c = hbar.double(), c.double().to(hbar.device)
+    y = torch.tanh((hbar @ c)[:, None] * c / (c @ c))
+    return (hbar * y).sum(-1) / (hbar.norm(dim=-1) * y.norm(dim=-1))
+
+# %% ../nbs/10_steering.ipynb #6e4b57c8
+class _Rule:
+    "What `&` and `|` build from conditions: a rule over their per-sequence decisions."
+    def __and__(self, other): return Rule('and', [self, other])
+    def __or__(self, other): return Rule('or', [self, other])
+
+@dataclass(eq=False)
+class Condition(_Rule):
+    "A condition vector at a layer: it holds for a sequence whose statistic σ is above (or below) the threshold."
+    vector: Tensor              # c (d)
+    layer: object               # name, block index or depth
+    threshold: float            # t
+    comparator: str = 'greater' # 'greater': holds when σ > t; 'less': when σ < t
+    def __post_init__(self):
+        if self.comparator not in ('greater', 'less'):
+            raise ValueError(f"comparator must be 'greater' or 'less', got {self.comparator!r}")
+    def conditions(self) -> list: return [self]
+    def holds(self, stats:dict) -> Tensor:
+        "B bool: σ compared with t, from {id(condition): σ}."
+        s = stats[id(self)]
+        return s > self.threshold if self.comparator == 'greater' else s < self.threshold
+
+@dataclass(eq=False)
+class Rule(_Rule):
+    "Conditions combined by 'and' or 'or'."
+    op: str           # 'and' or 'or'
+    parts: list       # Conditions or Rules
+    def conditions(self) -> list: return [c for p in self.parts for c in p.conditions()]
+    def holds(self, stats:dict) -> Tensor:
+        both = torch.stack([p.holds(stats) for p in self.parts])
+        return both.all(0) if self.op == 'and' else both.any(0)
+
+# %% ../nbs/10_steering.ipynb #4d5d525e
+class _Gate:
+    "The per-sequence decision of a rule: its conditions read on each prompt pass, kept while generating."
+    def __init__(self, model:nn.Module, rule, steers:_Steers, steered:list):
+        if not isinstance(rule, _Rule):
+            raise ValueError(f"`when` must be a Condition or conditions combined with & and |, got "
+                             f"{type(rule).__name__}")
+        self.rule, self.steers, self.layers, self.stats, self.decision = rule, steers, {}, {}, None
+        p = next(model.parameters())
+        for c in rule.conditions():
+            name = resolve_layer(model, c.layer)
+            self.layers.setdefault(find_layer(model, name), []).append((name, c, _as_vector(c.vector, p)))
+        order = {m: i for i, m in enumerate(model.modules())}
+        late = [n for m, cs in self.layers.items() for n, _, _ in cs if order[m] > min(order[s] for s in steered)]
+        if late: raise ValueError(f"condition layer {late[0]!r} runs after a steered layer: the decision must "
+                                  "come first; put the condition at or before the first steered layer")
+
+    def read(self, mod, args, h):
+        "On a prompt pass, each condition's σ per sequence (the layer's output is left as it is)."
+        st = self.steers.state
+        if not st['fresh']: return None
+        mask = st['pos'] < st['prompt_len'][:, None]
+        if st.get('real') is not None: mask = mask & st['real']
+        for name, c, v in self.layers[mod]:
+            if v.shape[-1] != h.shape[-1]:
+                raise ValueError(f"width mismatch: the condition vector has {v.shape[-1]} features, layer "
+                                 f"{name!r} outputs {h.shape[-1]}")
+            self.stats[id(c)] = condition_statistic(h, v, mask.expand(h.shape[:-1]))
+        self.decision = None
+
+    def select(self, new:Tensor, h:Tensor) -> Tensor:
+        "`new` for the sequences where the rule holds, `h` (untouched) elsewhere."
+        if self.decision is None: self.decision = self.rule.holds(self.stats)
+        return torch.where(self.decision.reshape(-1, *[1] * (h.dim() - 1)), new, h)
+
 # %% ../nbs/10_steering.ipynb #4f665f7f
 @contextmanager
 def steer(
@@ -191,10 +310,14 @@ def steer(
     alpha:Optional[float]=None, # strength α: layers output h + α·s (None: a SteeringVector's α, else 1)
     positions=None,             # None (every position), 'prompt', 'generated', or absolute indices
     prompt_len=None,            # prompt length(s), for loops that re-feed the sequence; None: detected
+    operator:str='addition',    # 'addition', 'ablation', 'ablation_then_addition' or 'norm_preserving'
+    when=None,                  # a Condition, or conditions joined by & and |: steer only where it holds
 ):
-    """Context in which each layer outputs h + α·s at the chosen positions; contexts nest like one call;
-    hooks are removed on exit, also after an exception."""
+    """Context in which each layer outputs `operator`(h, α·s) (default h + α·s) at the chosen positions
+    (of the sequences where `when` holds); contexts nest like one call; hooks are removed on exit, also
+    after an exception."""
     targets = steering_targets(model, layer, vector, alpha)
+    op = steering_operator(operator, targets)
     device = next(model.parameters()).device
     if positions is not None and not isinstance(positions, str):
         positions = torch.as_tensor(list(positions), device=device)
@@ -204,17 +327,25 @@ def steer(
     layers = {find_layer(model, n): (n, a) for n, a in targets.items()}
     steers = vars(model).get('_steers') or _Steers(model)
     model._steers = steers
+    def edited(h, add):
+        if positions is None: return op(h, add)
+        pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
+        chosen = position_selector(positions, steers.state['pos'], pl)[..., None]
+        if operator == 'addition': return h + chosen.to(h.dtype) * add
+        return torch.where(chosen, op(h, add), h)
     def edit(mod, args, h):
         name, add = layers[mod]
         if add.shape[-1] != h.shape[-1]:
             raise ValueError(f"shape mismatch: vector has {add.shape[-1]} features, layer {name!r} outputs "
                              f"{tuple(h.shape)}")
-        if positions is None: return h + add
-        pl = steers.state['prompt_len'] if fixed_len is None else fixed_len
-        return h + position_selector(positions, steers.state['pos'], pl)[..., None].to(h.dtype) * add
+        return edited(h, add) if gate is None else gate.select(edited(h, add), h)
     steers.layers.append(layers)
     try:
-        with layer_hook(list(layers), edit): yield model
+        gate = None if when is None else _Gate(model, when, steers, list(layers))
+        with ExitStack() as stack:
+            if gate is not None: stack.enter_context(layer_hook(list(gate.layers), gate.read))
+            stack.enter_context(layer_hook(list(layers), edit))
+            yield model
     finally:
         steers.layers = [l for l in steers.layers if l is not layers]
         if not steers.layers: steers.close(); del model._steers
@@ -266,15 +397,55 @@ def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], 
             model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
     return torch.cat(rows)
 
+# %% ../nbs/10_steering.ipynb #d5e6dbb6
+AGGREGATORS = ('mean', 'pca', 'pca_diff', 'pca_center', 'logistic')
+
+def _top_component(X:Tensor, centre:bool) -> Tensor:
+    "The top right singular vector of X (its rows centred first if `centre`)."
+    if centre: X = X - X.mean(0)
+    return torch.linalg.svd(X, full_matrices=False).Vh[0]
+
+def _logistic_direction(pos:Tensor, neg:Tensor, C:float=1.0) -> Tensor:
+    "Weights of an L2 logistic regression (no intercept) of +1/−1 on activations less their pair's midpoint."
+    from sklearn.linear_model import LogisticRegression
+    c = (pos + neg) / 2
+    X = torch.cat([pos - c, neg - c]).numpy()
+    y = np.r_[np.ones(len(pos)), -np.ones(len(neg))]
+    fit = LogisticRegression(fit_intercept=False, C=C, tol=1e-10, max_iter=10_000).fit(X, y)
+    return torch.from_numpy(fit.coef_[0])
+
+# %% ../nbs/10_steering.ipynb #5ffe4a7b
+def aggregate(
+    pos:Tensor, neg:Tensor,   # N×d activations of the positive and the negative member of each pair
+    aggregator:str='mean',    # one of AGGREGATORS
+) -> Tensor: # s (d): the mean difference's component along the aggregator's direction
+    "One steering vector from contrast activations, oriented so that positives project higher."
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"unknown aggregator {aggregator!r}: choose one of {', '.join(AGGREGATORS)}")
+    if pos.shape != neg.shape:
+        raise ValueError(f"contrast pairs need equal shapes: positives {tuple(pos.shape)}, negatives "
+                         f"{tuple(neg.shape)}")
+    if aggregator == 'mean': return (pos - neg).mean(0)
+    p, n = pos.detach().double().cpu(), neg.detach().double().cpu()
+    d = p - n
+    if aggregator == 'logistic': v = _logistic_direction(p, n)
+    elif aggregator == 'pca_center': v = _top_component(torch.cat([p - (p + n) / 2, n - (p + n) / 2]), False)
+    else: v = _top_component(d, centre=aggregator == 'pca_diff')
+    v = v / v.norm()
+    return (v * (v @ d.mean(0))).to(device=pos.device, dtype=pos.dtype)
+
 # %% ../nbs/10_steering.ipynb #a55de227
 def caa_vector(model:nn.Module, tokenizer, layer, positive:Sequence[str], negative:Sequence[str],
-               batch_size:int=16) -> Tensor:
-    "CAA steering vector: mean over pairs of h(positive) − h(negative) at the last token."
+               batch_size:int=16, aggregator:str='mean') -> Tensor:
+    """CAA steering vector: mean over pairs of h(positive) − h(negative) at the last token
+    (or another of AGGREGATORS over the same activations)."""
     if len(positive) != len(negative):
         raise ValueError(f"contrast pairs need equal lengths: {len(positive)} positive, {len(negative)} "
                          "negative prompts")
-    return (layer_activations(model, tokenizer, layer, positive, batch_size)
-            - layer_activations(model, tokenizer, layer, negative, batch_size)).mean(0)
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"unknown aggregator {aggregator!r}: choose one of {', '.join(AGGREGATORS)}")
+    return aggregate(layer_activations(model, tokenizer, layer, positive, batch_size),
+                     layer_activations(model, tokenizer, layer, negative, batch_size), aggregator)
 
 # %% ../nbs/10_steering.ipynb #e6557a54
 def chat_prompts(
@@ -380,6 +551,217 @@ def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
     vectors = {int(t.name.split('.')[1]): torch.tensor(np.array(t.data, dtype=np.float32)) for t in r.tensors
                if t.name.startswith('direction.')}
     return dict(sorted(vectors.items())), (bytes(hint.parts[-1]).decode() if hint is not None else '')
+
+# %% ../nbs/10_steering.ipynb #30e98b26
+RESIDUAL_WRITERS = ('attn.c_proj', 'mlp.c_proj', 'self_attn.o_proj', 'mlp.down_proj')
+
+def residual_writers(model:nn.Module) -> dict:
+    "{module name: (module, axis of its weight along the residual stream)} of a GPT-2 or Llama-style decoder."
+    from transformers.pytorch_utils import Conv1D
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Embedding): out[name] = (m, 1)                     # V×d
+        elif name.endswith(RESIDUAL_WRITERS):
+            if isinstance(m, Conv1D): out[name] = (m, 1)                       # x W + b, W in×d
+            elif isinstance(m, nn.Linear): out[name] = (m, 0)                  # W x + b, W d×in
+            else: raise ValueError(f"{name} is a {type(m).__name__}: only nn.Linear and Conv1D are known")
+    if not any(n.endswith(RESIDUAL_WRITERS) for n in out):
+        raise ValueError(f"no attention/MLP output projections found in {model_name(model)}: the known "
+                         f"names end in {', '.join(RESIDUAL_WRITERS)}")
+    return out
+
+# %% ../nbs/10_steering.ipynb #6529f2d1
+def project_off(W:Tensor, u:Tensor, axis:int) -> Tensor:
+    "W with its `axis` projected off the unit vector u: (I − uuᵀ) applied along that axis, in float64."
+    W64, u64 = W.double(), u.double()
+    P = W64 - (torch.outer(u64, u64 @ W64) if axis == 0 else torch.outer(W64 @ u64, u64))
+    return P.to(W.dtype)
+
+# %% ../nbs/10_steering.ipynb #c4306777
+@torch.no_grad()
+def orthogonalize(
+    model:nn.Module,    # a Hugging Face GPT-2 or Llama-style causal LM (left unchanged)
+    s,                  # the direction: Tensor, array or SteeringVector (its norm is irrelevant)
+) -> nn.Module:         # a copy whose residual-writing weights are projected off ŝ
+    "A copy of `model` in which nothing writes along ŝ: directional ablation at every layer, in the weights."
+    import copy
+    out = copy.deepcopy(model)
+    p = next(out.parameters())
+    v = _as_vector(s, p).double()
+    if not bool(v.ne(0).any()): raise ValueError("orthogonalize needs a nonzero direction: s is zero")
+    head, emb = out.get_output_embeddings(), out.get_input_embeddings()
+    if head is not None and head.weight is emb.weight:              # tied: keep the unembedding as it is
+        head.weight = nn.Parameter(emb.weight.detach().clone())
+        out.config.tie_word_embeddings = False
+    u = v / v.norm()
+    for name, (m, axis) in residual_writers(out).items():
+        if m.weight.shape[axis] != u.shape[0]:
+            raise ValueError(f"s has {u.shape[0]} features, {name}'s output has {m.weight.shape[axis]}")
+        m.weight.copy_(project_off(m.weight, u, axis))
+        if getattr(m, 'bias', None) is not None: m.bias.copy_(project_off(m.bias[None], u, 1)[0])
+    return out
+
+# %% ../nbs/10_steering.ipynb #d9f69b5c
+def prompt_means(model:nn.Module, tokenizer, prompts:Sequence[str], layers, batch_size:int=16) -> dict:
+    "{layer name: N×d float64}: each layer's output averaged over each prompt's real tokens."
+    names = [resolve_layer(model, l) for l in layers]
+    mods, rows, cur = {find_layer(model, n): n for n in names}, {n: [] for n in names}, {}
+    def read(mod, args, h):
+        m = cur['mask'][..., None].double()
+        rows[mods[mod]].append(((h.double() * m).sum(1) / m.sum(1)).cpu())
+    with torch.no_grad(), layer_hook(list(mods), read):
+        for i in range(0, len(prompts), batch_size):
+            b = lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model))
+            cur['mask'] = b['attention_mask'].bool(); model(**b)
+    return {n: torch.cat(r) for n, r in rows.items()}
+
+# %% ../nbs/10_steering.ipynb #ab444c16
+def best_threshold(stats, labels) -> dict: # f1, threshold, comparator
+    "The threshold and comparator whose decisions (σ > t or σ < t) have the largest F1 against `labels`."
+    s, y = np.asarray(stats, dtype=np.float64), np.asarray(labels, dtype=bool)
+    u = np.unique(s)
+    t = np.r_[u[0] - 1, (u[:-1] + u[1:]) / 2, u[-1] + 1]
+    best = dict(f1=-1.0)
+    for comparator in ('greater', 'less'):
+        pred = s[None] > t[:, None] if comparator == 'greater' else s[None] < t[:, None]
+        tp, fp, fn = (pred & y).sum(1), (pred & ~y).sum(1), (~pred & y).sum(1)
+        f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+        k = int(f1.argmax())
+        if f1[k] > best['f1']: best = dict(f1=float(f1[k]), threshold=float(t[k]), comparator=comparator)
+    return best
+
+# %% ../nbs/10_steering.ipynb #fb33d9a3
+def _f1(pred:np.ndarray, y:np.ndarray) -> float:
+    "F1 of boolean predictions."
+    tp, fp, fn = (pred & y).sum(), (pred & ~y).sum(), (~pred & y).sum()
+    return float(2 * tp / max(2 * tp + fp + fn, 1))
+
+def cross_fitted_f1(H:Tensor, y:np.ndarray, c:Optional[Tensor]=None) -> float:
+    """Two-fold F1 of a condition at one layer (vector unless `c` and threshold from one fold, scored on
+    the other); NaN with fewer than two prompts of a kind."""
+    fold, idx = np.zeros(len(y), dtype=int), np.arange(len(y))
+    for kind in (True, False): fold[idx[y == kind][1::2]] = 1
+    f1s = []
+    for k in (0, 1):
+        tr, te = fold != k, fold == k
+        if y[tr].all() or not y[tr].any() or not te.any(): return float('nan')
+        v = c if c is not None else H[tr][y[tr]].mean(0) - H[tr][~y[tr]].mean(0)
+        b, s = best_threshold(statistic_of_mean(H[tr], v).numpy(), y[tr]), statistic_of_mean(H[te], v).numpy()
+        f1s.append(_f1(s > b['threshold'] if b['comparator'] == 'greater' else s < b['threshold'], y[te]))
+    return float(np.mean(f1s))
+
+# %% ../nbs/10_steering.ipynb #185306da
+def fit_condition(
+    model:nn.Module, tokenizer,
+    prompts:Sequence[str],      # prompts of the kind and not
+    labels:Sequence[bool],      # True: of the kind
+    layers,                     # candidate layers (names, indices or depths)
+    vectors:Optional[dict]=None, # {layer: c}; None: mean prompt activation of the kind less that of the rest
+    batch_size:int=16,
+) -> tuple: # (the best Condition, one row per layer: layer, cv_f1, f1, threshold, comparator)
+    """The condition (layer, vector, threshold, comparator) with the largest F1 on labelled prompts:
+    the layer by its two-fold cross-fitted F1 (ties: in-sample F1), vector and threshold from all prompts."""
+    y = np.asarray(labels, dtype=bool)
+    if len(y) != len(prompts): raise ValueError(f"one label per prompt: {len(prompts)} prompts, {len(y)} labels")
+    if y.all() or not y.any():
+        raise ValueError(f"choosing a threshold needs prompts of both kinds: got {int(y.sum())} labelled True "
+                         f"and {int((~y).sum())} False")
+    means = prompt_means(model, tokenizer, prompts, layers, batch_size)
+    given = {} if vectors is None else {resolve_layer(model, l): v for l, v in vectors.items()}
+    rows, best = [], None
+    for name, H in means.items():
+        c = torch.as_tensor(given[name]).double() if name in given else H[y].mean(0) - H[~y].mean(0)
+        if c.shape[-1] != H.shape[-1]:
+            raise ValueError(f"width mismatch: the condition vector for {name!r} has {c.shape[-1]} features, "
+                             f"the layer outputs {H.shape[-1]}")
+        r = dict(layer=name, cv_f1=cross_fitted_f1(H, y, given.get(name)),
+                 **best_threshold(statistic_of_mean(H, c).numpy(), y))
+        rows.append(r)
+        key = lambda r: (-1.0 if np.isnan(r['cv_f1']) else r['cv_f1'], r['f1'])
+        if best is None or key(r) > key(best[0]): best = (r, c)
+    r, c = best
+    return Condition(c.float(), r['layer'], r['threshold'], r['comparator']), rows
+
+# %% ../nbs/10_steering.ipynb #8e1cbc33
+def completion_logprobs(model:nn.Module, tokenizer, prompts:Sequence[str], completions:Sequence[str],
+                        batch_size:int=16) -> Tensor: # N float64: log p(completion | prompt)
+    "Log-probability of each completion after its prompt (tokenised apart, then joined)."
+    P = tokenizer(list(prompts), padding=False)['input_ids']
+    C = tokenizer(list(completions), padding=False)['input_ids']
+    out = []
+    for i in range(0, len(P), batch_size):
+        rows, comps = [list(p) + list(c) for p, c in zip(P[i:i + batch_size], C[i:i + batch_size])], C[i:i + batch_size]
+        b = padded_batch(rows, pad_id(tokenizer), 'left', model_device(model))
+        with torch.no_grad(): lp = torch.log_softmax(model(**b).logits.double(), -1)
+        T = b['input_ids'].shape[1]
+        for r, c in enumerate(comps):
+            k = len(c); tgt = b['input_ids'][r, T - k:]
+            out.append(lp[r, T - k - 1:T - 1].gather(-1, tgt[:, None]).sum().cpu())
+    return torch.stack(out)
+
+# %% ../nbs/10_steering.ipynb #b0a8b489
+def mean_interval(x, level:float=0.95) -> tuple: # (mean, low, high)
+    "Mean of x with its Student-t interval."
+    from scipy import stats
+    x = np.asarray(x, dtype=np.float64); m = float(x.mean())
+    if len(x) < 2: return m, float('nan'), float('nan')
+    h = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m, m - h, m + h
+
+def slopes(alphas, m:np.ndarray) -> np.ndarray:
+    "Least-squares slope of each row of m (pairs × α) against α."
+    a = np.asarray(alphas, dtype=np.float64); a = a - a.mean()
+    return (m - m.mean(1, keepdims=True)) @ a / (a @ a)
+
+# %% ../nbs/10_steering.ipynb #cea273ee
+def steerability(
+    model:nn.Module, tokenizer,
+    pairs:Sequence[tuple],   # held-out (prompt, positive completion, negative completion)
+    vectors:dict,            # {layer: s}: the vector to test at each layer
+    alphas=(-2., -1., 0., 1., 2.), # the strengths
+    level:float=0.95,
+    seed:int=0,              # of the random control directions (one per layer, norm ‖s‖)
+    batch_size:int=16,
+) -> dict: # rows (one per layer), suggested layer and strength
+    "steering-bench's steerability sweep over layers × strengths, with a random-direction control."
+    if len(pairs) < 2: raise ValueError(f"the sweep needs at least 2 held-out pairs for an interval, got {len(pairs)}")
+    prompts, pos, neg = map(list, zip(*pairs))
+    g, rows = torch.Generator().manual_seed(seed), []
+    def propensity(layer, s):
+        m = []
+        for a in alphas:
+            with steer(model, layer, s, alpha=float(a)):
+                m.append((completion_logprobs(model, tokenizer, prompts, pos, batch_size)
+                          - completion_logprobs(model, tokenizer, prompts, neg, batch_size)).numpy())
+        return np.stack(m, 1)                       # pairs × α
+    for layer, s in vectors.items():
+        s = torch.as_tensor(s.vector if isinstance(s, SteeringVector) else s).float()
+        r = torch.randn(s.shape, generator=g); r = r * (s.norm() / r.norm())
+        M, R = propensity(layer, s), propensity(layer, r)
+        rows.append(dict(layer=resolve_layer(model, layer), slope=mean_interval(slopes(alphas, M), level),
+                         random_slope=mean_interval(slopes(alphas, R), level),
+                         propensity=M.mean(0).tolist(), random_propensity=R.mean(0).tolist()))
+    ok = [r for r in rows if r['slope'][1] > r['random_slope'][2]]
+    best = max(ok, key=lambda r: r['slope'][0]) if ok else None
+    strength = None
+    if best is not None:
+        base = np.interp(0.0, alphas, best['propensity'])
+        strength = next((float(a) for a, p in zip(alphas, best['propensity']) if a > 0 and p - base >= 1.0), None)
+    return dict(rows=rows, alphas=[float(a) for a in alphas], layer=best and best['layer'], strength=strength)
+
+# %% ../nbs/10_steering.ipynb #1b1ed9d0
+def plot_steerability(sweep:dict, title:str='steerability'):
+    "Mean steerability per layer with its interval, beside the random-direction control."
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3))
+    x = np.arange(len(sweep['rows']))
+    for key, dx, label in (('slope', -0.1, 'vector'), ('random_slope', 0.1, 'random, equal norm')):
+        m, lo, hi = np.array([r[key] for r in sweep['rows']]).T
+        ax.errorbar(x + dx, m, yerr=[m - lo, hi - m], fmt='o', capsize=3, label=label)
+    ax.set_xticks(x, [r['layer'].rsplit('.', 1)[-1] for r in sweep['rows']]); ax.axhline(0, color='grey', lw=0.5)
+    ax.set(xlabel='block', ylabel='d propensity / d α (nats)', title=title); ax.legend()
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/10_steering.ipynb #4ffb296c
 def text_loss_gradient(
