@@ -1,7 +1,7 @@
 """Counterfactual attribution benchmark (DESIGN §15): does a method that traces a steer to documents find the
 documents that *training on* moves the model along the steer, better than a similarity search does?
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/counterfactual.py            # the full grid: 8 concepts × 3 seeds
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/counterfactual.py            # the full grid: 8 concepts × 2 seeds
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/counterfactual.py --quick    # 2 concepts × 1 seed, fewer draws
 
 Model: the LDS bench's small GPT-2 (2 blocks, width 64, word-level vocabulary), pretrained on Python's help text
@@ -32,7 +32,8 @@ from ias_nb.precondition import per_document_gradients, adam_second_moments, tra
 from ias_nb.corpus import (linear_modules, right_padded, centred, steer_shift, identity_preconditioner,
                            ekfac_factors, EKFACPreconditioner, cg_preconditioner, influence_queries, random_queries,
                            document_scores, split_scores, rho_scores, l1_scores, unit_scores, logit_norm_scores,
-                           deflated_scores, hidden_cosines, projection_difference, readout_query, contrast_gradient)
+                           deflated_scores, hidden_cosines, projection_difference, readout_query, contrast_gradient,
+                           mean_eigenvalue_damping)
 from ias_nb.steering import caa_vector
 from ias_nb.experiments import cluster_bootstrap
 
@@ -61,7 +62,7 @@ def scores_of_seed(ft, tok, corpus, vectors, fits, names, keep, a) -> tuple:
     layer, out, notes = a.layer, {}, {}
     mods = linear_modules(ft)
     factors = ekfac_factors(ft, tok, trained, mods, batch_size=16)
-    mean_eig = float(np.mean([f[2].mean().item() for f in factors.values()]))
+    mean_eig = mean_eigenvalue_damping(factors, share=1.0)
     pre = {'': identity_preconditioner(1.0)}
     for mult in a.lambdas:
         pre['_ekfac' if mult == 0.1 else f'_ekfac_{mult:g}'] = EKFACPreconditioner(ft, factors, mult * mean_eig)
@@ -192,7 +193,7 @@ def summary(cells:list, methods:list, a) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--concepts', type=int, default=8); ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--concepts', type=int, default=8); ap.add_argument('--seeds', type=int, default=2)
     ap.add_argument('--background', type=int, default=300); ap.add_argument('--k', type=int, default=32)
     ap.add_argument('--random', type=int, default=5, help='random k-sets per cell')
     ap.add_argument('--epochs', type=int, default=10); ap.add_argument('--lr', type=float, default=3e-3)
@@ -208,7 +209,9 @@ def main():
     t_start = time.perf_counter(); torch.manual_seed(0)
     settings = {k: v for k, v in vars(a).items() if k not in ('workers', 'out')}
     old = json.load(open(a.out)) if Path(a.out).exists() else None
-    cells = old['cells'] if old and old['settings'] == settings else []
+    same = lambda x: {k: v for k, v in x.items() if k != 'seeds'}       # cells are per seed: more or fewer seeds reuse them
+    cells = [c for c in old['cells'] if c['seed'] < a.seeds] if old and same(old['settings']) == same(settings) else []
+    cells_reused = bool(cells)
     spent = old['run_seconds'] if cells else 0.0
     notes = old.get('notes', {}) if cells else {}
     model, tok, corpus, concepts, probes, names = setup(a)
@@ -216,7 +219,8 @@ def main():
     print(f"θ₀: GPT-2 2×64 over {len(tok)} words; corpus {len(base_w)} documents ({int(base_w.sum())} trained, "
           f"{sum(corpus['twin'])} inert twins), {len(concepts)} concepts; {sum(dict(model.named_parameters())[n].numel() for n in names):,} parameters trained", flush=True)
     def save(methods):
-        res = dict(command='OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv), settings=settings,
+        cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
+        res = dict(command=old['command'] + ' ; resumed by: ' + cmd if cells_reused else cmd, settings=settings,
                    run_seconds=spent + time.perf_counter() - t_start, cores=f'{os.cpu_count()} CPU cores, {a.workers} training processes',
                    load_average=os.getloadavg()[0], notes=notes, cells=cells,
                    summary=summary(cells, methods, a) if methods else None)

@@ -28,59 +28,24 @@ Methods: a dict name → scoring function (`METHODS`; each returns a Q×N array 
 method (e.g. an index) is one entry. A method that fails shows its error in the table.
 """
 import argparse, copy, json, os, sys, time, traceback
-from collections import Counter
 from pathlib import Path
 import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
-from ias_nb.corpus import (conv1d_as_linear, linear_modules, document_scores, readout_query, steer_shift, centred,
+from ias_nb.corpus import (linear_modules, document_scores, readout_query, steer_shift, centred,
                            identity_preconditioner, cg_preconditioner, ekfac_factors, EKFACPreconditioner,
-                           right_padded, trim_padding, RowsDataset, python_doc_paragraphs, random_subsets,
+                           right_padded, trim_padding, RowsDataset, random_subsets,
                            subset_predictions, lds, seed_ceiling, datamodel_ceiling, contrast_gradient,
-                           hidden_cosines, projection_difference)
-from ias_nb.validation import mean_of_seeds_bound
+                           hidden_cosines, projection_difference, mean_eigenvalue_damping)
+from ias_nb.validation import mean_of_seeds_bound, word_tokenizer, pretrained_start, help_text_split
 from ias_nb.alignment import text_losses
 from ias_nb.steering import lm_batch, caa_vector
 from ias_nb.jacobians import last_token_logits
 
 # ---------------------------------------------------------------- model, corpus, queries
-def word_tokenizer(text:str, vocab_size:int):
-    "A lower-cased word-level tokenizer: the `vocab_size` most frequent words and marks of `text`, [UNK] otherwise."
-    from tokenizers import Tokenizer, models, pre_tokenizers, normalizers
-    from transformers import PreTrainedTokenizerFast
-    pre = pre_tokenizers.Whitespace()
-    words = Counter(w for w, _ in pre.pre_tokenize_str(text.lower()))
-    vocab = {w: i for i, w in enumerate(['[PAD]', '[UNK]', '[EOS]'] + [w for w, _ in words.most_common(vocab_size - 3)])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token='[UNK]'))
-    tk.normalizer, tk.pre_tokenizer = normalizers.Lowercase(), pre
-    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='[PAD]', unk_token='[UNK]', eos_token='[EOS]')
-
 def texts(n_docs:int, n_queries:int):
     "(pretraining text, corpus, held-out queries, probes, CAA groups): disjoint paragraphs of Python's help text."
-    from pydoc_data.topics import topics
-    para = python_doc_paragraphs(n_docs + n_queries + 40)
-    docs, queries, rest = para[:n_docs], para[n_docs:n_docs + n_queries], para[n_docs + n_queries:]
-    used = set(para)
-    other = [' '.join(p.split()) for k in sorted(topics) for p in topics[k].split('\n\n')]
-    other = [p for p in other if p and p not in used]
-    probes = [' '.join(p.split()[:6]) for p in rest[:8]]
-    return '\n'.join(other), docs, queries, probes, other
-
-def pretrained_start(tok, text:str, steps:int, seed:int=0):
-    "θ₀: a 2-block GPT-2 (width 64) trained by AdamW on 48-token windows of `text` (not the corpus); nn.Linear layers."
-    from transformers import GPT2Config, GPT2LMHeadModel
-    torch.manual_seed(seed)
-    ids = torch.tensor(tok(text)['input_ids']); block = 48
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=4, resid_pdrop=0,
-                     embd_pdrop=0, attn_pdrop=0, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-    model = GPT2LMHeadModel(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps, pct_start=0.1)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x = ids[torch.randint(0, len(ids) - block - 1, (32,), generator=g)[:, None] + torch.arange(block)]
-        loss = model(input_ids=x, labels=x).loss
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    return conv1d_as_linear(model.eval()).eval()
+    pre, docs, queries, rest, other = help_text_split(n_docs, n_queries)
+    return pre, docs, queries, [' '.join(p.split()[:6]) for p in rest[:8]], other
 
 def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:int, seed:int, keep:dict=None):
     """θ_S: Adam on the mean document loss of the given rows, `epochs` passes in a seeded random order, `names` only
@@ -513,7 +478,7 @@ def main():
     ceilings['linear datamodel, fitted on half the subsets'] = {g: [r['lds'], r['low'], r['high']] for g, r in dm.items()}
     for k, v in ceilings.items(): print(f"ceiling, {k}: {v}", flush=True)
 
-    ctx['damping'] = 0.1 * float(np.mean([f[2].mean().item() for f in ekfac(ctx).values()]))
+    ctx['damping'] = mean_eigenvalue_damping(ekfac(ctx))
     ctx['qgrads'] = query_gradients(ctx)
     cmd = 'OMP_NUM_THREADS=1 PYTHONPATH=. python ' + ' '.join(sys.argv)
     def save(rows):

@@ -10,8 +10,9 @@ The public names, importable from the package (`from ias_nb import steer`); each
   `ATTRIBUTION_METHODS`, `document_scores`, `steer_query`, `Corpus`, the preconditioners `identity_preconditioner`,
   `cg_preconditioner`, `ekfac_preconditioner`, and `steering_to_measure`/`measure_to_steering`;
 - the gradient index (`12_index`): `build_index`, `GradientIndex`;
-- distillation of a fine-tune into a steering vector (`10_steering`): `distill`, `Distillation`,
-  `evaluate_distillation`, `parameter_delta`, `lora_delta`;
+- distillation of a fine-tune into a steering vector (`10_steering`; jointly over layers, `10b_distill`):
+  `Distillation`, `evaluate_distillation`, `parameter_delta`, `lora_delta`, `distill_joint` (the one-layer solve is
+  `ias_nb.steering.distill`: the name `ias_nb.distill` is chapter 10b's module);
 - loaders (`04_models`): `load_causal_lm`, `load_smollm2`, `load_tiny_gpt2`.
 
 The command line is `ias` (`ias_nb.cli`, chapter `14_cli`). nbdev_export rewrites only the version line below
@@ -23,7 +24,8 @@ from .linalg import directional_alignment
 from .duality import ias
 from .steering import (steer, SteeringVector, caa_vector, contrast_update, ias_vector, chat_prompts, chat_pairs,
                        resolve_layer, export_gguf, import_gguf, to_steering_vectors, from_steering_vectors, to_repeng,
-                       from_repeng, distill, Distillation, evaluate_distillation, parameter_delta, lora_delta)
+                       from_repeng, Distillation, evaluate_distillation, parameter_delta, lora_delta)
+from .distill import distill_joint
 from .attribution import steering_to_measure, measure_to_steering
 from .corpus import (steer_to_documents, DocumentAttribution, attribution_scores, ATTRIBUTION_METHODS, document_scores,
                      steer_query, Corpus, identity_preconditioner, cg_preconditioner, ekfac_preconditioner)
@@ -44,7 +46,7 @@ __all__ = [
     # the gradient index
     'build_index', 'GradientIndex',
     # distillation
-    'distill', 'Distillation', 'evaluate_distillation', 'parameter_delta', 'lora_delta',
+    'Distillation', 'evaluate_distillation', 'parameter_delta', 'lora_delta', 'distill_joint',
     # loaders
     'load_causal_lm', 'load_smollm2', 'load_tiny_gpt2',
 ]

@@ -23,21 +23,22 @@ from .steering import (lm_batch, padded_batch, pad_id, model_device, ias_vector,
     resolve_layer, text_loss_gradient)
 
 # %% auto #0
-__all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION', 'Corpus', 'as_corpus', 'shards',
-           'token_ids', 'max_context', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan', 'query_plan',
-           'passing_gradients', 'hooked_scores', 'forward_mode_ready', 'jvp_scores', 'batch_scores', 'process_group',
-           'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore',
-           'shard_scores', 'document_scores', 'steer_shift', 'readout_query', 'steer_query', 'IdentityPreconditioner',
-           'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner', 'conv1d_as_linear',
-           'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors',
-           'EKFACPreconditioner', 'ekfac_preconditioner', 'centred', 'sketch_rows', 'measure_update', 'update_shift',
-           'shares', 'picked', 'DocumentAttribution', 'steer_queries', 'steer_to_documents', 'documents_to_steer',
-           'python_doc_paragraphs', 'finetune', 'precision_at_k', 'width_check', 'hidden_cosines', 'mean_ci',
-           'causal_check', 'random_subsets', 'subset_predictions', 'column_spearman', 'mean_interval', 'lds',
-           'seed_ceiling', 'datamodel_ceiling', 'planted_concepts', 'planted_corpus', 'average_precision',
-           'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries',
-           'split_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores',
-           'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision']
+__all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'ATTRIBUTION_PRECONDITION', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION',
+           'Corpus', 'as_corpus', 'shards', 'token_ids', 'max_context', 'rank_batches', 'stacked_query', 'hooked_kind',
+           'QueryPlan', 'query_plan', 'passing_gradients', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
+           'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
+           'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query',
+           'steer_query', 'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner',
+           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding',
+           'document_task', 'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'mean_eigenvalue_damping',
+           'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution',
+           'steer_queries', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune',
+           'precision_at_k', 'width_check', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets',
+           'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling',
+           'planted_concepts', 'planted_corpus', 'average_precision', 'projection_difference', 'SketchedInfluence',
+           'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence',
+           'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores', 'default_attribution',
+           'attribution_scores', 'pooled_precision']
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -805,7 +806,7 @@ class EKFACPreconditioner:
 def ekfac_preconditioner(
     model:nn.Module, tokenizer,
     docs:Sequence[str],                   # the corpus whose Gauss–Newton matrix H is approximated
-    damping:float,                        # λ in (H + λI)⁻¹
+    damping:Optional[float]=None,         # λ in (H + λI)⁻¹; None: 0.1 × the mean eigenvalue (kronfluence's heuristic)
     modules:Optional[Sequence[str]]=None, # nn.Linear layer names (None: all but the output head)
     batch_size:int=8,                     # documents per batch while fitting
     samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
@@ -813,9 +814,14 @@ def ekfac_preconditioner(
 ) -> EKFACPreconditioner:
     """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus
     Gauss–Newton matrix, factors fitted by kronfluence."""
-    _check_damping(damping)
-    return EKFACPreconditioner(model, ekfac_factors(model, tokenizer, docs, linear_modules(model, modules),
-                                                    batch_size, samples, max_length or max_context(model)), damping)
+    if damping is not None: _check_damping(damping)
+    factors = ekfac_factors(model, tokenizer, docs, linear_modules(model, modules), batch_size, samples,
+                            max_length or max_context(model))
+    return EKFACPreconditioner(model, factors, mean_eigenvalue_damping(factors) if damping is None else damping)
+
+def mean_eigenvalue_damping(factors:dict, share:float=0.1) -> float:
+    "λ = `share` × the mean EK-FAC eigenvalue over the layers (kronfluence's default; λ = 1 on a small model is the identity)."
+    return share * float(np.mean([lam.mean().item() for *_, lam in factors.values()]))
 
 # %% ../nbs/11_corpus.ipynb #4ae248f1
 def centred(y:Tensor) -> Tensor:
@@ -1294,14 +1300,16 @@ ATTRIBUTION_METHODS = {
     'projection_difference': "activation baseline (persona vectors): the text's projection on the vector "
                              "minus that of the model's own continuation",
 }
-# best first by mean precision@32 over both models' concept × seed cells of the planted-concept benchmark
-ATTRIBUTION_RANKING = ('cosine', 'contrast', 'unit', 'rho', 'l1', 'logit_norm', 'projection_difference', 'deflated')
+# best first by the counterfactual benchmark (chapter 11d, results/counterfactual.json): the mean leave-top-k-out share of
+# the oracle's drop of the held-out pairs' margin, each method under its better-measured preconditioner
+ATTRIBUTION_RANKING = ('contrast', 'projection_difference', 'deflated', 'logit_norm', 'unit', 'rho', 'cosine', 'l1')
+ATTRIBUTION_PRECONDITION = dict(contrast='ekfac', rho='ekfac')   # where EK-FAC measured above the identity there
 NEEDS_TEXTS = ('cosine', 'projection_difference')   # activation baselines: they read the documents, not an index
 
 def default_attribution(texts:bool=True, # the documents' texts are at hand (a corpus, not only a gradient index)
                         pairs:bool=True, # the vector's contrast pairs are at hand
                        ) -> str:
-    "The best-measured method of `ATTRIBUTION_RANKING` that runs on what is given."
+    "The best-measured method of `ATTRIBUTION_RANKING` (by what training does, chapter 11d) that runs on what is given."
     return next(m for m in ATTRIBUTION_RANKING if (texts or m not in NEEDS_TEXTS) and (pairs or m != 'contrast'))
 
 DEFAULT_ATTRIBUTION = default_attribution()   # `ias attribute`'s default when it has the texts and the pairs

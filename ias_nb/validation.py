@@ -13,12 +13,14 @@ from torch import nn, Tensor
 from .alignment import text_losses
 from .steering import lm_batch, model_device
 from .jacobians import last_token_logits
-from .corpus import (conv1d_as_linear, right_padded, trim_padding, python_doc_paragraphs, centred,
-                           precision_at_k, average_precision)
+from .corpus import (conv1d_as_linear, right_padded, trim_padding, python_doc_paragraphs, precision_at_k,
+                           average_precision)
 
 # %% auto #0
-__all__ = ['word_tokenizer', 'help_text_split', 'pretrained_start', 'counterfactual_concepts', 'counterfactual_corpus',
-           'weighted_train', 'along_steer', 'pair_margin', 'learned', 'tail_patch', 'retrieval', 'mean_of_seeds_bound']
+__all__ = ['ACTIVATION_BASELINES', 'MEASURES', 'word_tokenizer', 'help_text_split', 'pretrained_start', 'counterfactual_concepts',
+           'counterfactual_corpus', 'weighted_train', 'along_steer', 'pair_margin', 'learned', 'tail_patch',
+           'retrieval', 'mean_of_seeds_bound', 'method_label', 'counterfactual_table', 'counterfactual_verdict',
+           'counterfactual_ranking', 'counterfactual_preconditioners']
 
 # %% ../nbs/11d_validation.ipynb #46ef2db8
 def word_tokenizer(text:str, vocab_size:int, extra:str=''):
@@ -161,3 +163,78 @@ def mean_of_seeds_bound(r:float, # agreement of two seeds' measurements (their c
     "The correlation a perfect predictor of the noise-free change reaches with a truth averaged over S seeds."
     if not 0 < r <= 1: raise ValueError(f"the seed agreement r must be in (0, 1], got {r}")
     return float(np.sqrt(S * r / (1 + (S - 1) * r)))
+
+# %% ../nbs/11d_validation.ipynb #9f0c50a5
+ACTIVATION_BASELINES = ('cosine', 'projection_difference')   # similarity searches, not influence
+MEASURES = {'f_share': "f_s, leave-top-k-out", 'margin_share': "pairs' margin, leave-top-k-out",
+            'tail_patch_share': "f_s, tail-patch", 'tail_patch_margin_share': "pairs' margin, tail-patch"}
+
+def _ci(x) -> str: return '–' if x is None else f"{x[0]:+.2f} [{x[1]:+.2f}, {x[2]:+.2f}]"
+
+def method_label(res:dict, m:str) -> str:
+    "A method's name as the tables print it: baselines, the random sets and a CG that never converged say so."
+    truncated = m.endswith('_cg') and all(' 0 of ' in n.get('cg', '') for k, n in res.get('notes', {}).items() if k.startswith('seed'))
+    return m + {'random': ' (k random documents)'}.get(m, ' (baseline)' if m in ACTIVATION_BASELINES else
+                                                    ' (truncated: no CG solve converged)' if truncated else '')
+
+def counterfactual_table(res:dict) -> str:
+    "The benchmark's summary as a markdown table: each measure as a share of the oracle's, then retrieval."
+    s = res['summary']
+    rows = ['| method | ' + ' | '.join(MEASURES.values()) + " | precision@k | AP | twins' median rank |", '|' + '---|' * 8]
+    for r in s['rows']:
+        name = method_label(res, r['method'])
+        one = lambda k: '–' if r.get(k) is None else f"{r[k][0]:.2f}"
+        rows.append(f"| {name} | " + ' | '.join(_ci(r.get(k)) for k in MEASURES) + f" | {one('precision')} | {one('ap')} | {one('twin_rank')} |")
+    return '\n'.join(rows)
+
+# %% ../nbs/11d_validation.ipynb #3375033a
+def counterfactual_verdict(res:dict, measure:str='margin_share') -> str:
+    """The DESIGN §15 goal on one leave-out measure, read off the summary: first whether the measure separates
+    the oracle from random documents at all, then each clause with its numbers."""
+    s = res['summary']; by = {r['method']: r for r in s['rows']}
+    tp_key = {'f_share': 'tail_patch_share', 'margin_share': 'tail_patch_margin_share'}[measure]
+    rnd = by['random'][measure]
+    head = (f"On {MEASURES[measure]} ({s['oracle_drop_positive'][measure.replace('_share', '_drop')]} of {s['gated']} gated "
+            f"cells with a positive oracle drop), k random documents reach {_ci(rnd)} of the oracle's drop")
+    if rnd[2] >= 1:
+        return (head + ": the measure does not separate the oracle's documents from random ones (the retrained model's "
+                "drift along the steer is as large as the concept's effect), so it ranks no method. **Goal not judged on "
+                "this measure.**")
+    grad = sorted((r for r in s['rows'] if r['method'] not in ACTIVATION_BASELINES + ('random',) and r.get(measure)),
+                  key=lambda r: -r[measure][0])
+    g, b = grad[0], by[s['best_baseline'][measure]]
+    d, tp = g[measure + '_minus_best_baseline'], g.get(tp_key + '_minus_best_baseline')
+    dr = g[measure][0] - rnd[0]
+    cos = by['cosine'].get('twin_rank')
+    beats, reach, patch = d[1] > 0, g[measure][0] >= 0.7, tp is not None and tp[1] > 0
+    twins = g['twin_rank'][0] > 0.5 and cos[0] < 0.5
+    text = (head + f", so the measure resolves. The best gradient method is {method_label(res, g['method'])} at {_ci(g[measure])} "
+            f"({'≥' if reach else 'below'} the goal of 0.70; {dr:+.2f} above random). "
+            f"Minus the best activation baseline ({b['method']}, {_ci(b[measure])}), paired by cell: {_ci(d)}, "
+            + ('above 0' if beats else 'below 0' if d[2] < 0 else 'not separable from 0')
+            + f". Its tail-patch gain minus the best baseline's ({s['best_baseline'][tp_key]}): {_ci(tp)}, "
+            + ('above 0' if patch else 'not above 0')
+            + f". The inert twins' median rank (0 = top, 1 = bottom) is {g['twin_rank'][0]:.2f} under it and {cos[0]:.2f} under the cosine"
+            + (': below the median under it and above it under the cosine. ' if twins else '. '))
+    clauses = (('it beats the best baseline', beats), ('it reaches 0.70 of the oracle', reach),
+               ("its tail-patch beats the baseline's", patch), ('the twins fall as asked', twins))
+    held, failed = [x for x, ok in clauses if ok], [x for x, ok in clauses if not ok]
+    text += (f"It is the best of {len(grad)} gradient variants on the same cells, so its lead is read with the winner's curse in mind. ")
+    return text + ('**Goal met on this measure.**' if not failed else
+                   '**Goal not met on this measure**: ' + (f"holds: {'; '.join(held)}. " if held else '') + f"fails: {'; '.join(failed)}.")
+
+# %% ../nbs/11d_validation.ipynb #9f32b30c
+def _best_variant(share:dict, m:str) -> tuple:
+    "(share, preconditioner) of a method's better-measured variant: as it is (identity) or with EK-FAC (`m_ekfac`)."
+    return max((share[v], p) for v, p in ((m, 'identity'), (m + '_ekfac', 'ekfac')) if v in share)
+
+def counterfactual_ranking(res:dict, methods:Sequence[str], measure:str='margin_share') -> tuple:
+    """`methods` ordered by the mean leave-top-k-out share on `measure` over the gated cells of each one's
+    better-measured preconditioner, best first (those the results have)."""
+    share = {r['method']: r[measure][0] for r in res['summary']['rows'] if r.get(measure)}
+    return tuple(sorted((m for m in methods if m in share), key=lambda m: -_best_variant(share, m)[0]))
+
+def counterfactual_preconditioners(res:dict, methods:Sequence[str], measure:str='margin_share') -> dict:
+    "Method → 'ekfac' for the methods whose EK-FAC variant measured above their identity variant."
+    share = {r['method']: r[measure][0] for r in res['summary']['rows'] if r.get(measure)}
+    return {m: 'ekfac' for m in methods if m in share and _best_variant(share, m)[1] == 'ekfac'}
