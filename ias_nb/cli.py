@@ -768,7 +768,7 @@ def add_attribute_command(sub):
     a.add_argument('--text-field', default='text', help='the field of a .jsonl corpus that holds the text')
     a.add_argument('--index', type=Path, help='a gradient index built by `ias index build`: no pass over the corpus')
     a.add_argument('--precondition', choices=list(PRECONDITION_HELP),
-                   help='(H + λI)⁻¹ on the query (the gradient methods only; default: ekfac for contrast and rho, measured better there by chapter 11d, identity otherwise and with --index): '
+                   help='(H + λI)⁻¹ on the query (the gradient methods only; default: ekfac for contrast, the default method, measured better so by chapter 11d; identity for the other methods and with --index): '
                         + '; '.join(f'{k}: {v}' for k, v in PRECONDITION_HELP.items())
                         + '. ekfac: the curvature of large models at the cost of one fit; cg: the exact (G + λI)⁻¹ '
                           'when the corpus is small (each product is a pass over the corpus, one solve per sketch '

@@ -1303,7 +1303,7 @@ ATTRIBUTION_METHODS = {
 # best first by the counterfactual benchmark (chapter 11d, results/counterfactual.json): the mean leave-top-k-out share of
 # the oracle's drop of the held-out pairs' margin, each method under its better-measured preconditioner
 ATTRIBUTION_RANKING = ('contrast', 'projection_difference', 'deflated', 'logit_norm', 'unit', 'rho', 'cosine', 'l1')
-ATTRIBUTION_PRECONDITION = dict(contrast='ekfac', rho='ekfac')   # where EK-FAC measured above the identity there
+ATTRIBUTION_PRECONDITION = dict(contrast='ekfac')   # the default method's better-measured preconditioner (others: identity)
 NEEDS_TEXTS = ('cosine', 'projection_difference')   # activation baselines: they read the documents, not an index
 
 def default_attribution(texts:bool=True, # the documents' texts are at hand (a corpus, not only a gradient index)
