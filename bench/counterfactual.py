@@ -110,18 +110,16 @@ def scores_of_seed(ft, tok, corpus, vectors, fits, names, keep, a) -> tuple:
     out['projection_difference'] = list(projection_difference(ft, tok, layer, docs, V).numpy())
     return {m: np.stack(s) for m, s in out.items()}, notes
 
-_POOL = None
+_POOL = None   # what the forked workers read: (θ₀, batch, names, settings, seed, measure)
 def _retrain(weights):
-    model0, batch, names, a, measure = _POOL
-    return measure(weighted_train(model0, batch, weights, names, a.lr, a.epochs, a.batch, seed=_POOL_SEED[0]))
-
-_POOL_SEED = [0]
+    model0, batch, names, a, seed, measure = _POOL
+    return measure(weighted_train(model0, batch, weights, names, a.lr, a.epochs, a.batch, seed=seed))
 
 def retrain_all(model0, batch, names, a, seed, weight_sets:list, measure) -> list:
     "measure(θ_w) for each weight vector, in `a.workers` forked one-thread processes."
     import multiprocessing as mp
     global _POOL
-    _POOL, _POOL_SEED[0] = (model0, batch, names, a, measure), seed
+    _POOL = (model0, batch, names, a, seed, measure)
     if a.workers > 1:
         with mp.get_context('fork').Pool(a.workers) as pool:
             return list(tqdm(pool.imap(_retrain, weight_sets), total=len(weight_sets), desc='retraining', leave=False))

@@ -36,7 +36,7 @@ from ias_nb.corpus import (linear_modules, document_scores, readout_query, steer
                            right_padded, trim_padding, RowsDataset, random_subsets,
                            subset_predictions, lds, seed_ceiling, datamodel_ceiling, contrast_gradient,
                            hidden_cosines, projection_difference, mean_eigenvalue_damping)
-from ias_nb.validation import mean_of_seeds_bound, word_tokenizer, pretrained_start, help_text_split
+from ias_nb.validation import mean_of_seeds_bound, word_tokenizer, pretrained_start, help_text_split, weighted_train
 from ias_nb.alignment import text_losses
 from ias_nb.steering import lm_batch, caa_vector
 from ias_nb.jacobians import last_token_logits
@@ -47,19 +47,10 @@ def texts(n_docs:int, n_queries:int):
     pre, docs, queries, rest, other = help_text_split(n_docs, n_queries)
     return pre, docs, queries, [' '.join(p.split()[:6]) for p in rest[:8]], other
 
-def train_on(model0, batches:list, names:list, lr:float, epochs:int, batch_size:int, seed:int, keep:dict=None):
+def train_on(model0, batches:dict, names:list, lr:float, epochs:int, batch_size:int, seed:int, keep:dict=None):
     """θ_S: Adam on the mean document loss of the given rows, `epochs` passes in a seeded random order, `names` only
-    (`keep`, a dict, receives the optimizer and its parameters' names)."""
-    m = copy.deepcopy(model0).train()
-    for n, p in m.named_parameters(): p.requires_grad_(n in names)
-    opt = torch.optim.Adam([p for n, p in m.named_parameters() if n in names], lr=lr)
-    g = torch.Generator().manual_seed(seed); n = len(batches['input_ids'])
-    for _ in range(epochs):
-        for idx in torch.randperm(n, generator=g).split(batch_size):
-            loss = text_losses(m, trim_padding([{k: v[i] for k, v in batches.items()} for i in idx.tolist()])).mean()
-            opt.zero_grad(); loss.backward(); opt.step()
-    if keep is not None: keep.update(opt=opt, names=[n for n, p in m.named_parameters() if n in names])
-    return m.eval()
+    (chapter 11d's `weighted_train` with every weight 1; `keep`, a dict, receives the optimizer and the names)."""
+    return weighted_train(model0, batches, np.ones(len(batches['input_ids'])), names, lr, epochs, batch_size, seed, keep)
 
 def _train_subset(i:int) -> np.ndarray:
     "Measurements after training on subset i, one row per seed (a worker's task; its inputs are `_TRAIN`)."

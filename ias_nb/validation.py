@@ -31,7 +31,8 @@ def word_tokenizer(text:str, vocab_size:int, extra:str=''):
     pre = pre_tokenizers.Whitespace()
     words = Counter(w for w, _ in pre.pre_tokenize_str(text.lower()))
     vocab = ['[PAD]', '[UNK]', '[EOS]'] + [w for w, _ in words.most_common(vocab_size - 3)]
-    vocab += list(dict.fromkeys(w for w, _ in pre.pre_tokenize_str(extra.lower()) if w not in set(vocab)))
+    known = set(vocab)
+    vocab += list(dict.fromkeys(w for w, _ in pre.pre_tokenize_str(extra.lower()) if w not in known))
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token='[UNK]'))
     tk.normalizer, tk.pre_tokenizer = normalizers.Lowercase(), pre
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='[PAD]', unk_token='[UNK]', eos_token='[EOS]')
