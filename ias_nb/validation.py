@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 from .alignment import text_losses
-from .steering import lm_batch, model_device
+from .lm import lm_batch, model_device
 from .jacobians import last_token_logits
-from .corpus import (conv1d_as_linear, right_padded, trim_padding, python_doc_paragraphs, precision_at_k,
-                           average_precision)
+from .lm import conv1d_as_linear
+from .precondition import right_padded, trim_padding
+from .ranking import python_doc_paragraphs, precision_at_k, average_precision
 
 # %% auto #0
 __all__ = ['ACTIVATION_BASELINES', 'MEASURES', 'word_tokenizer', 'help_text_split', 'pretrained_start', 'counterfactual_concepts',
@@ -237,7 +238,7 @@ def counterfactual_ranking(res:dict, methods:Sequence[str], measure:str='margin_
 
 def counterfactual_preconditioners(res:dict, methods:Sequence[str], measure:str='margin_share') -> dict:
     """{best method: 'ekfac'} when the ranking's first method measured better with EK-FAC than with the identity, else {}:
-    the default runs as it was measured best; a method picked by hand keeps the identity unless told otherwise."""
+    the default runs as it was measured best; a method documents_at by hand keeps the identity unless told otherwise."""
     share = {r['method']: r[measure][0] for r in res['summary']['rows'] if r.get(measure)}
     best = counterfactual_ranking(res, methods, measure)[0]
     return {best: 'ekfac'} if _best_variant(share, best)[1] == 'ekfac' else {}
