@@ -1,4 +1,5 @@
-"""Check the built docs site: every page parses, every link between pages resolves, every figure is a
+"""Check the built docs site: every page parses, every link between pages resolves (with its #anchor, when it names
+one), no link points at a repository file the site does not hold (.md, .ipynb), every figure is a
 decodable image (embedded data URI or file), no script or style comes from another host, and — when Debian's
 `chromium` is installed — every page loads in headless Chromium with all its images rendered (naturalWidth > 0)
 and its math typeset: no visible text outside code still reads as LaTeX (`$`, `\\frac`, ...) and KaTeX
@@ -10,19 +11,25 @@ reports no error.
 import base64, html, io, json, re, shutil, subprocess, sys, tempfile
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 from PIL import Image
 
 class Page(HTMLParser):
-    "Collects <img src> and <a href> of a page."
+    "Collects <img src>, the local <a href> (page, anchor) and the anchors (id, name) of a page."
     def __init__(self):
         super().__init__()
-        self.imgs, self.links, self.remote = [], [], []
+        self.imgs, self.links, self.remote, self.anchors, self.repo_files = [], [], [], set(), []
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        self.anchors |= {a[k] for k in ('id', 'name') if a.get(k)}
         if tag == 'img': self.imgs.append(a.get('src', ''))
         url = a.get('src', '') if tag == 'script' else a.get('href', '') if a.get('rel') == 'stylesheet' else ''
         if tag in ('script', 'link') and '://' in url: self.remote.append(url)
-        if tag == 'a' and a.get('href', '').endswith('.html') and '://' not in a['href']: self.links.append(a['href'])
+        href = a.get('href') or '' if tag == 'a' else ''
+        if not href or re.match(r'[a-z]+:', href): return     # https:, mailto:, ... are not checked here
+        u = urlsplit(href)
+        if u.path.endswith('.html'): self.links.append((u.path, u.fragment))
+        elif u.path.endswith(('.md', '.ipynb')): self.repo_files.append(href)
 
 def image_ok(src:str, folder:Path) -> bool:
     "Whether `src` decodes to a non-empty image."
@@ -66,12 +73,20 @@ def expected_figures(nb:Path) -> int:
     exported = lambda c: 'export' in c['metadata'].get('tags', [])   # docs.py tags them as it strips the directives
     return sum(1 for c in cells if c['cell_type'] == 'code' and not exported(c) and draws(''.join(c['source'])))
 
+def anchors(page:Path) -> set:
+    "The ids and names a page's links can point at."
+    pg = Page(); pg.feed(page.read_text()); return pg.anchors
+
 def main(docs='_docs', src='_docs_src'):
-    docs = Path(docs); pages = sorted(docs.glob('*.html')); bad = []; n = 0
+    docs = Path(docs); pages = sorted(docs.glob('*.html')); bad = []; n = 0; ids = {}
     if not (docs / 'index.html').exists(): sys.exit(f"{docs}/index.html is missing")
     for p in pages:
         pg = Page(); pg.feed(p.read_text())
-        bad += [f"{p.name}: broken link {l}" for l in pg.links if not (docs / l).exists()]
+        for path, frag in pg.links:
+            if not (docs / path).exists(): bad.append(f"{p.name}: broken link {path}")
+            elif frag and frag not in ids.setdefault(path, anchors(docs / path)):
+                bad.append(f"{p.name}: link {path}#{frag}: {path} has no anchor {frag!r}")
+        bad += [f"{p.name}: link {l} to a repository file, not a page of the site" for l in pg.repo_files]
         bad += [f"{p.name}: figure {i + 1} does not decode" for i, s in enumerate(pg.imgs) if not image_ok(s, docs)]
         bad += [f"{p.name}: loads {r} from another host (install it from a package registry instead)" for r in pg.remote]
         n += len(pg.imgs)

@@ -1,4 +1,5 @@
-"""Build the docs site without Quarto: the README's tour (nbs/index.ipynb) as the landing page and every chapter,
+"""Build the docs site without Quarto: the README's tour (nbs/index.ipynb) as the landing page, the results page
+(nbs/results.ipynb, which RESULTS.md shows on GitHub) and every chapter,
 rendered to HTML by nbconvert into _docs/, each page with a sidebar of chapters and its equations typeset by KaTeX
 from the npm registry (no CDN). Chapters whose committed outputs are current (`.ci/outputs.py`) are rendered from
 them; the others are executed here, and a notebook that fails to execute fails the build.
@@ -21,6 +22,7 @@ KATEX_INSTALL = ('mkdir -p _katex && npm pack --silent katex@0.16.22 --pack-dest
 ENV = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}   # the kernel's inline backend puts figures in the page
 ENV.setdefault('OMP_NUM_THREADS', '1')   # one torch thread per kernel: kernels run side by side, one per core
 HIDE_INPUT = ('#| hide', '#| echo: false')
+PAGES = {'README.md': 'index.html', 'RESULTS.md': 'results.html'}   # .ci/readme.py's markdown pages and their site pages
 
 MATH = """<link rel="stylesheet" href="katex/katex.min.css">
 <script defer src="katex/katex.min.js"></script>
@@ -69,7 +71,7 @@ def copy_for_build(nb:Path, src:Path, skip) -> Path:
 
 def render(nb:Path, out:Path, execute:bool=True) -> Path:
     "Execute a notebook (or take its committed outputs) and write its HTML; raises on any cell error."
-    tour = ['--no-prompt'] if nb.stem == 'index' else []   # the landing page reads as a page, not a notebook
+    tour = ['--no-prompt'] if nb.stem in ('index', 'results') else []   # these read as pages, not notebooks
     run = ['--execute'] if execute else []
     r = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'html', *run, *tour,
                         '--ExecutePreprocessor.timeout=1800', '--TagRemovePreprocessor.remove_input_tags=remove_input',
@@ -84,7 +86,8 @@ def sidebar(entries:list, current:str) -> str:
         attrs = f' class="{cls}{" current" if here else ""}"' + (' aria-current="page"' if here else '')
         return f'<a href="{name}"{attrs}>{num and f"<span class=n>{num}</span>"}{html.escape(text)}</a>'
     (home, home_text), *chapters = entries
-    items = [link(home, home_text, cls='home')] + [link(n, t, num=n.split('_', 1)[0]) for n, t in chapters]
+    items = [link(home, home_text, cls='home')] + [link(n, t, num=n.split('_', 1)[0] if n[0].isdigit() else '')
+                                                   for n, t in chapters]
     return '<nav class="ias-sidebar" aria-label="chapters">' + ''.join(items) + '</nav>'
 
 def pager(entries:list, current:str) -> str:
@@ -95,8 +98,14 @@ def pager(entries:list, current:str) -> str:
     nxt = f'<a href="{names[i + 1]}">{html.escape(entries[i + 1][1])} →</a>' if i + 1 < len(names) else '<span></span>'
     return f'<nav class="ias-pager">{prev}{nxt}</nav>'
 
+def site_links(page:str) -> str:
+    "Links written for GitHub (README.md, RESULTS.md, nbs/NAME.ipynb, each with an optional #anchor) as links between pages."
+    page = re.sub(r'href="nbs/([\w.-]+)\.ipynb(#[^"]*)?"', r'href="\1.html\2"', page)
+    return re.sub(r'href="(README\.md|RESULTS\.md)(#[^"]*)?"', lambda m: f'href="{PAGES[m[1]]}{m[2] or ""}"', page)
+
 def finish(page:str, entries:list, current:str, title:str) -> str:
-    "nbconvert's page with KaTeX instead of its MathJax from a CDN, a sidebar and a pager."
+    "nbconvert's page with KaTeX instead of its MathJax from a CDN, links between pages, a sidebar and a pager."
+    page = site_links(page)
     page = re.sub(r'<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->', '', page, flags=re.S)
     page = re.sub(r'<script src="https://[^"]*require[^"]*"></script>', '', page)   # for widgets, which we have none of
     page = re.sub(r'<title>.*?</title>', f'<title>{html.escape(title)} — ias_nb</title>', page, count=1, flags=re.S)
@@ -106,7 +115,7 @@ def finish(page:str, entries:list, current:str, title:str) -> str:
     return page.replace('</body>', pager(entries, current) + '</body>', 1)
 
 def copy_assets(out:Path):
-    "KaTeX (script, style, fonts) and the figures in results/ that the landing page shows."
+    "KaTeX (script, style, fonts) and the figures in results/ that the landing and results pages show."
     if not KATEX.exists(): sys.exit(f"KaTeX is missing: run `{KATEX_INSTALL}` in {root} (as .ci/run does)")
     shutil.copytree(KATEX, out / 'katex', dirs_exist_ok=True)
     for f in (root / 'results').rglob('*.png'):
@@ -124,7 +133,7 @@ def main():
     out.mkdir(exist_ok=True)
     copy_assets(out)
     skip = () if a.slow else ('slow', 'gpu')
-    nbs = [root / 'nbs' / 'index.ipynb'] + sorted(root.glob('nbs/[0-9]*.ipynb'))
+    nbs = [root / 'nbs' / 'index.ipynb', root / 'nbs' / 'results.ipynb'] + sorted(root.glob('nbs/[0-9]*.ipynb'))
     if a.only: nbs = [nb for nb in nbs if nb.stem in a.only]
     copies = [copy_for_build(nb, src, skip) for nb in nbs]
     fresh = set() if a.slow else set(FAST) - set(stale_chapters())   # committed outputs that are current: not re-run
@@ -133,6 +142,6 @@ def main():
     entries = [(pg.name, title(nb)) for nb, pg in zip(nbs, pages)]
     if nbs[0].stem == 'index': entries[0] = ('index.html', 'ias_nb')
     for pg, (name, text) in zip(pages, entries): pg.write_text(finish(pg.read_text(), entries, name, text))
-    print(f"docs: the tour and {len(pages) - 1} chapters in {out} ({'with' if a.slow else 'without'} slow cells)")
+    print(f"docs: the tour, the results and {len(pages) - 2} chapters in {out} ({'with' if a.slow else 'without'} slow cells)")
 
 if __name__ == '__main__': main()
