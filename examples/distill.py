@@ -4,18 +4,20 @@ equal-norm random vectors.
 
     OMP_NUM_THREADS=1 python examples/distill.py tiny      # tiny GPT-2, full fine-tune on ias_nb/data/contrast_neutral.txt
     OMP_NUM_THREADS=1 python examples/distill.py smollm2   # SmolLM2-135M + a rank-4 LoRA trained on examples/data/cheerful.txt
-    OMP_NUM_THREADS=1 python examples/distill.py tiny --quick [--out ias-out/distill_quick]   # about a minute
         # blocks 4 (below the LoRA), 14, 24; dense solve on 4 probes (576 batched JVPs + one SVD per layer) and a
         # second one on 4 held-out prompts for their γ_v: 22 min (17 min of CPU time) on 2 shared cores, peak ~6 GB.
         # LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle core) and in float32 had not met
         # its 1e-6 test after 200 iterations (normal residual 2e-4).
+    OMP_NUM_THREADS=1 python examples/distill.py tiny --quick [--out ias-out/distill_quick]   # seconds of CPU time
 
 Writes <out>/distill_<name>.json and one figure per layer, <out>/distill_<name>_<layer>.png (--out: ias-out, or
-ias-out/distill_quick with --quick; the committed results/ were written with --out results). The fine-tuned model (tiny) or adapter (smollm2) is kept under ias_nb's cache,
-and with --quick under --out, so `ias distill --base ... --tuned <that folder>` reproduces the vectors (the command is
-printed). --quick makes the same fine-tune (same texts, steps, learning rate and seed) and then distils it at the
-smallest sizes: two layers, 2 probes, 2 random vectors, α ∈ {0, 1}, 8 held-out prompts, no held-out γ_v solve and no
-null-direction check (tiny: about a minute on one core; smollm2: the adapter and one layer by LSQR, a few minutes). Prompts: the shipped evaluation prompts (20 subjects × 10 stems),
+ias-out/distill_quick with --quick; the committed results/ were written with --out results). The fine-tuned model
+(tiny) or adapter (smollm2) is kept under ias_nb's cache, and with --quick under --out, so `ias distill --base ...
+--tuned <that folder>` reproduces the vectors (the command is printed). --quick makes the same fine-tune (same texts,
+steps, learning rate and seed) and then distils it at the smallest sizes: 2 probes, 2 random vectors, α ∈ {0, 1},
+8 held-out prompts, no held-out γ_v solve and no null-direction check; tiny: blocks 1 and 2 (19 s of CPU time, 2 min
+wall on busy shared cores); smollm2: block 14 by LSQR capped at 10 iterations (73 s of CPU time, 14 min wall there).
+Prompts: the shipped evaluation prompts (20 subjects × 10 stems),
 split by subject — subjects 0–9 fit (probes of the solve, choice of α), subjects 10–19 are held out.
 """
 import argparse, copy, json, time
