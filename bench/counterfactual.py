@@ -470,11 +470,21 @@ def main():
         notes[f'seed {seed}']['fine-tunes and scores, seconds'] = [round(t1 - t0), round(time.perf_counter() - t1)]
         print(f'seed {seed}: scores {time.perf_counter() - t1:.0f} s; {notes[f"seed {seed}"].get("cg", notes[f"seed {seed}"]["damping"])}', flush=True)
         methods = sorted(scores)
+        fs = {}
+        if not small:        # SmolLM2: every cell's gate and retrieval first, in the JSON before any retraining
+            concept, twin = np.array(corpus['concept']), np.array(corpus['twin'])
+            fs = {name: dict(base=measures[c](model), ft=measures[c](ft), bg=measures[c](bg)) for c, name in enumerate(concepts)}
+            notes[f'seed {seed}']['before retraining'] = {name: dict(
+                f=f, gates={g: learned(f['base'][i], f['ft'][i], f['bg'][i]) for i, g in enumerate(('f', 'margin'))},
+                retrieval={m: retrieval(s[c], (concept == name) & ~twin, concept != '', twin, a.k) for m, s in scores.items()})
+                for c, (name, f) in enumerate(fs.items())}
+            save(methods)
+            del bg                                          # memory: the retrainings need room
         for c, name in enumerate(tqdm(list(concepts), desc=f'seed {seed} cells')):
             if any(x['seed'] == seed and x['concept'] == name for x in cells): continue
             t2 = time.perf_counter()
             measure = measures[c]
-            f = dict(base=measure(model), ft=measure(ft), bg=measure(bg))
+            f = fs[name] if name in fs else dict(base=measure(model), ft=measure(ft), bg=measure(bg))
             gates = {g: learned(f['base'][i], f['ft'][i], f['bg'][i]) for i, g in enumerate(('f', 'margin'))}
             gate = gates[a.gate]
             cell = dict(seed=seed, concept=name, gate=gate, f=f) | ({} if small else dict(gates=gates))
