@@ -16,7 +16,7 @@ from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, b
 from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
                            process_group, hooked_kind, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS,
                            default_attribution,
-                           attribution_scores)
+                           attribution_scores, data_report)  # noqa: F401 (attribution_scores: the tests below)
 
 # %% auto #0
 __all__ = ['REPORT_STYLE', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS', 'METHOD_USE', 'LAYERS_SHORT',
@@ -350,7 +350,7 @@ def attribute(args) -> dict:
     precondition = None if args.method in NEEDS_TEXTS else preconditioner_from(
         args.precondition, model, tok, corpus, args.damping, params, args.batch_size, limit, args.cg_tol, args.cg_maxiter)
     if args.method != 'rho':
-        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition)
+        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition, heldout)
     r = steer_to_documents(model, tok, layer, vector, probes, corpus, precondition, alpha=args.alpha, k=args.k,
                            heldout=heldout, batch_size=args.batch_size, params=params, out=args.shards,
                            max_length=limit, shard_size=args.shard_size)
@@ -420,20 +420,23 @@ def contrast_pairs(spec:str) -> tuple:
     return tuple(map(read_lines, spec[4:].split(',')))
 
 def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs,
-                        precondition=None) -> dict:
-    "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
+                        precondition=None, heldout:list=()) -> dict:
+    """`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed, and the
+    vector's data report (`data_report`: the share of its logit shift that the ℓ1 measure's re-weighting reproduces)."""
     if args.method in NEEDS_TEXTS and getattr(args, 'index', None):
         raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
-    scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,
-                                precondition or identity_preconditioner(args.damping), params, *pairs,
-                                alpha=args.alpha, k=args.k, batch_size=args.batch_size, max_length=args.truncation['max_tokens'],
-                                out=args.shards, shard_size=args.shard_size).cpu()
+    rep = data_report(model, tok, layer, vector, probes, docs, precondition or identity_preconditioner(args.damping),
+                      heldout, *pairs, method=args.method, params=params, alpha=args.alpha, k=args.k, top=args.top,
+                      batch_size=args.batch_size, max_length=args.truncation['max_tokens'], out=args.shards,
+                      shard_size=args.shard_size)
+    scores = rep.scores
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
     settings = run_settings(args, layer, n, len(probes), precondition)
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
                                         for i, t in zip(top, picked(docs, top))],
-               measure=[], settings=settings)
+               measure=[dict(index=i, weight=w) for i, w in rep.measure], share=rep.share,
+               heldout_share=rep.heldout_share, heldout_along=rep.heldout_along, settings=settings)
     if process_group()[0] == 0:
         out = args.out; out.mkdir(parents=True, exist_ok=True)
         (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
@@ -445,7 +448,7 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
         ax.plot(scores.numpy(), '.', ms=3)
         ax.set(xlabel='document', ylabel=args.method, title=f'{args.method} over {n} documents')
         fig.tight_layout(); fig.savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-        print(md); print(f"written to {out}")
+        print(md); print(rep); print(f"written to {out}")
     return res
 
 
