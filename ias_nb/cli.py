@@ -10,6 +10,7 @@ import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
+<<<<<<< HEAD
 from .distill import control_vector_layers, tuned_delta, distill_layers
 from .steering import caa_vector, AGGREGATORS, SteeringVector
 from .lm import resolve_layer, block_list, block_index
@@ -19,6 +20,15 @@ from .precondition import identity_preconditioner, preconditioner_from
 # chapter 11a took this; importable from here as before
 from .precondition import conv1d_transposed as conv1d_transposed
 from .ranking import (ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS, default_attribution, attribution_scores)
+=======
+from .distill import control_vector_layers
+from .jacobians import find_layer
+from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, block_list, block_index)
+from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
+                           process_group, hooked_kind, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS,
+                           default_attribution,
+                           attribution_scores, data_report)  # noqa: F401 (attribution_scores: the tests below)
+>>>>>>> refusal
 
 # %% auto #0
 __all__ = ['REPORT_STYLE', 'block_weights', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS',
@@ -326,7 +336,7 @@ def attribute(args) -> dict:
     precondition = None if args.method in NEEDS_TEXTS else preconditioner_from(
         args.precondition, model, tok, corpus, args.damping, params, args.batch_size, limit, args.cg_tol, args.cg_maxiter)
     if args.method != 'rho':
-        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition)
+        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition, heldout)
     r = steer_to_documents(model, tok, layer, vector, probes, corpus, precondition, alpha=args.alpha, k=args.k,
                            heldout=heldout, batch_size=args.batch_size, params=params, out=args.shards,
                            max_length=limit, shard_size=args.shard_size)
@@ -396,20 +406,28 @@ def contrast_pairs(spec:str) -> tuple:
     return tuple(map(read_lines, spec[4:].split(',')))
 
 def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs,
-                        precondition=None) -> dict:
-    "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
+                        precondition=None, heldout:list=()) -> dict:
+    """`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed, and the
+    vector's data report (`data_report`: the share of its logit shift that the ℓ1 measure's re-weighting reproduces)."""
     if args.method in NEEDS_TEXTS and getattr(args, 'index', None):
         raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
-    scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,
-                                precondition or identity_preconditioner(args.damping), params, *pairs,
-                                alpha=args.alpha, k=args.k, batch_size=args.batch_size, max_length=args.truncation['max_tokens'],
-                                out=args.shards, shard_size=args.shard_size).cpu()
+    rep = data_report(model, tok, layer, vector, probes, docs, precondition or identity_preconditioner(args.damping),
+                      heldout, *pairs, method=args.method, params=params, alpha=args.alpha, k=args.k, top=args.top,
+                      batch_size=args.batch_size, max_length=args.truncation['max_tokens'], out=args.shards,
+                      shard_size=args.shard_size)
+    scores = rep.scores
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
     settings = run_settings(args, layer, n, len(probes), precondition)
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
+<<<<<<< HEAD
                                         for i, t in zip(top, documents_at(docs, top))],
                measure=[], settings=settings)
+=======
+                                        for i, t in zip(top, picked(docs, top))],
+               measure=[dict(index=i, weight=w) for i, w in rep.measure], share=rep.share,
+               heldout_share=rep.heldout_share, heldout_along=rep.heldout_along, settings=settings)
+>>>>>>> refusal
     if process_group()[0] == 0:
         out = args.out; out.mkdir(parents=True, exist_ok=True)
         (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
@@ -421,7 +439,7 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
         ax.plot(scores.numpy(), '.', ms=3)
         ax.set(xlabel='document', ylabel=args.method, title=f'{args.method} over {n} documents')
         fig.tight_layout(); fig.savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-        print(md); print(f"written to {out}")
+        print(md); print(rep); print(f"written to {out}")
     return res
 
 method_of = chosen_method   # the old name, kept for one release
