@@ -18,11 +18,11 @@ from .jacobians import LayerJacobians, last_token_logits, dense_jacobian
 from .duality import ias
 
 # %% auto #0
-__all__ = ['project', 'InputAlignment', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment', 'jacobian_blocks',
-           'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep', 'text_losses',
-           'requiring_grad', 'weighted_loss_gradient', 'damped_gradient_update', 'FinalHidden', 'unembedding_basis',
-           'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment', 'depth_profile',
-           'unembedding_part']
+__all__ = ['project', 'InputAlignment', 'kept_coefficients', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment',
+           'jacobian_blocks', 'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep',
+           'text_losses', 'requiring_grad', 'weighted_loss_gradient', 'damped_gradient_update', 'FinalHidden',
+           'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment',
+           'depth_profile', 'unembedding_part']
 
 # %% ../nbs/05_alignment.ipynb #63c4afc8
 def project(
@@ -48,13 +48,18 @@ class InputAlignment:
     effort: Tensor    # ‖Δh*(x)‖
 
 # %% ../nbs/05_alignment.ipynb #5be953a3
+def kept_coefficients(U:Tensor, S:Tensor, v:Tensor, rtol:float) -> tuple: # (U_kᵀv per block, ‖J⁺v‖ per block)
+    """From thin SVDs J = U S Vᵀ of a batch of blocks: the coefficients of each v on the left singular vectors kept
+    at relative tolerance `rtol` (S_i > rtol·S_1), zero elsewhere, and the minimum-norm solution's norm ‖J⁺v‖."""
+    keep = S > rtol * S[:, :1]
+    c = torch.einsum('bmr,bm->br', U, v) * keep
+    return c, (c / torch.where(keep, S, 1)).norm(dim=1)
+
 def _alignment_from_svd(U:Tensor, S:Tensor, v:Tensor, rtol:Optional[float]) -> InputAlignment:
     "Per-input statistics from the blocks' thin SVDs."
-    keep = S > (default_rtol(U) if rtol is None else rtol) * S[:, :1]
-    c = torch.einsum('bmr,bm->br', U, v) * keep
+    c, effort = kept_coefficients(U, S, v, default_rtol(U) if rtol is None else rtol)
     vn, reached = v.norm(dim=1), c.norm(dim=1)
-    return InputAlignment(reached / vn, (vn**2 - reached**2).clamp_min(0).sqrt() / vn,
-                          (c / torch.where(keep, S, 1)).norm(dim=1))
+    return InputAlignment(reached / vn, (vn**2 - reached**2).clamp_min(0).sqrt() / vn, effort)
 
 # %% ../nbs/05_alignment.ipynb #4f076021
 def input_alignment(
@@ -286,9 +291,8 @@ def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
     """(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative
     rank tolerance `rtol` (default max(k, n)·eps)."""
     U, S, _ = torch.linalg.svd(J, full_matrices=False)
-    keep = S > (default_rtol(J) if rtol is None else rtol) * S[:, :1]
-    a = torch.einsum('bkr,bk->br', U, c) * keep
-    return a.norm(dim=1), (a / torch.where(keep, S, 1)).norm(dim=1)
+    a, effort = kept_coefficients(U, S, c, default_rtol(J) if rtol is None else rtol)
+    return a.norm(dim=1), effort
 
 # %% ../nbs/05_alignment.ipynb #a909227f
 def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None,
