@@ -10,7 +10,6 @@ import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
-<<<<<<< HEAD
 from .distill import control_vector_layers, tuned_delta, distill_layers
 from .steering import caa_vector, AGGREGATORS, SteeringVector
 from .lm import resolve_layer, block_list, block_index
@@ -19,16 +18,9 @@ from .trace import DocumentAttribution, steer_to_documents, documents_at
 from .precondition import identity_preconditioner, preconditioner_from
 # chapter 11a took this; importable from here as before
 from .precondition import conv1d_transposed as conv1d_transposed
-from .ranking import (ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS, default_attribution, attribution_scores)
-=======
-from .distill import control_vector_layers
-from .jacobians import find_layer
-from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, block_list, block_index)
-from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
-                           process_group, hooked_kind, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS,
-                           default_attribution,
-                           attribution_scores, data_report)  # noqa: F401 (attribution_scores: the tests below)
->>>>>>> refusal
+from .ranking import (data_report, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS, default_attribution,
+                            attribution_scores)  # noqa: F401 (attribution_scores: the tests below)
+
 
 # %% auto #0
 __all__ = ['REPORT_STYLE', 'block_weights', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS',
@@ -420,14 +412,9 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
     settings = run_settings(args, layer, n, len(probes), precondition)
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
-<<<<<<< HEAD
                                         for i, t in zip(top, documents_at(docs, top))],
-               measure=[], settings=settings)
-=======
-                                        for i, t in zip(top, picked(docs, top))],
                measure=[dict(index=i, weight=w) for i, w in rep.measure], share=rep.share,
                heldout_share=rep.heldout_share, heldout_along=rep.heldout_along, settings=settings)
->>>>>>> refusal
     if process_group()[0] == 0:
         out = args.out; out.mkdir(parents=True, exist_ok=True)
         (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))

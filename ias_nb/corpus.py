@@ -20,29 +20,10 @@ from .lm import block_list, padded_batch, pad_id, model_device, token_ids
 from .lm import max_context as max_context, conv1d_as_linear as conv1d_as_linear, linear_modules as linear_modules
 
 # %% auto #0
-<<<<<<< HEAD
 __all__ = ['MOVED_NAMES', 'Corpus', 'as_corpus', 'shards', 'rank_batches', 'stacked_query', 'hooked_kind', 'QueryPlan',
            'query_plan', 'block_linear_layers', 'passing_gradients', 'hooked_scores', 'forward_mode_ready',
            'jvp_scores', 'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts',
            'sha256_tensors', 'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores']
-=======
-__all__ = ['ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'ATTRIBUTION_PRECONDITION', 'NEEDS_TEXTS', 'DEFAULT_ATTRIBUTION',
-           'Corpus', 'as_corpus', 'shards', 'token_ids', 'max_context', 'rank_batches', 'stacked_query', 'hooked_kind',
-           'QueryPlan', 'query_plan', 'passing_gradients', 'hooked_scores', 'forward_mode_ready', 'jvp_scores',
-           'batch_scores', 'process_group', 'all_reduce_sum', 'gathered_scores', 'sha256_texts', 'sha256_tensors',
-           'tokenizer_fingerprint', 'ShardStore', 'shard_scores', 'document_scores', 'steer_shift', 'readout_query',
-           'steer_query', 'IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner',
-           'cg_preconditioner', 'conv1d_as_linear', 'linear_modules', 'right_padded', 'RowsDataset', 'trim_padding',
-           'document_task', 'ekfac_factors', 'EKFACPreconditioner', 'ekfac_preconditioner', 'mean_eigenvalue_damping',
-           'centred', 'sketch_rows', 'measure_update', 'update_shift', 'shares', 'picked', 'DocumentAttribution',
-           'steer_queries', 'steer_to_documents', 'documents_to_steer', 'python_doc_paragraphs', 'finetune',
-           'precision_at_k', 'width_check', 'hidden_cosines', 'mean_ci', 'causal_check', 'random_subsets',
-           'subset_predictions', 'column_spearman', 'mean_interval', 'lds', 'seed_ceiling', 'datamodel_ceiling',
-           'planted_concepts', 'planted_corpus', 'average_precision', 'projection_difference', 'SketchedInfluence',
-           'random_queries', 'contrast_gradient', 'influence_queries', 'split_scores', 'sketched_influence',
-           'rho_scores', 'unit_scores', 'logit_norm_scores', 'deflated_scores', 'l1_scores', 'default_attribution',
-           'attribution_scores', 'pooled_precision', 'DataReport', 'data_report']
->>>>>>> refusal
 
 # %% ../nbs/11_corpus.ipynb #79c648c7
 def _txt_documents(path:Path, split:str) -> Iterator[str]:
@@ -539,125 +520,9 @@ MOVED_NAMES = {   # name: the chapter's module that holds it now
                      'pooled_precision', '_mean_projection', '_continuations'], 'ranking'),
 }
 
-<<<<<<< HEAD
 def __getattr__(name:str):
     "What `from ias_nb.corpus import X` found before another chapter took X: still importable from here for one release, read lazily (no import of a later chapter at load time)."
     if name in MOVED_NAMES:
         import importlib
         return getattr(importlib.import_module(f'ias_nb.{MOVED_NAMES[name]}'), name)
     raise AttributeError(f"module 'ias_nb.corpus' has no attribute {name!r}")
-=======
-def default_attribution(texts:bool=True, # the documents' texts are at hand (a corpus, not only a gradient index)
-                        pairs:bool=True, # the vector's contrast pairs are at hand
-                       ) -> str:
-    "The best-measured method of `ATTRIBUTION_RANKING` (by what training does, chapter 11d) that runs on what is given."
-    return next(m for m in ATTRIBUTION_RANKING if (texts or m not in NEEDS_TEXTS) and (pairs or m != 'contrast'))
-
-DEFAULT_ATTRIBUTION = default_attribution()   # `ias attribute`'s default when it has the texts and the pairs
-
-def attribution_scores(
-    method:str,                 # a key of `ATTRIBUTION_METHODS`
-    model:nn.Module, tokenizer, layer:str, vector,
-    probes:Sequence[str],       # prompts where the steer's shift t is measured (gradient methods)
-    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
-    precondition:Callable,      # g ↦ (H+λI)⁻¹g (gradient methods)
-    params=None,                # θ of the gradient methods
-    positive:Sequence[str]=(), negative:Sequence[str]=(), # the contrast pairs ('contrast')
-    alpha:float=1.0, k:int=16, k_param:int=16, seed:int=0, batch_size:int=8,
-    max_length:Optional[int]=None, progress:bool=True,
-    out=None, shard_size:int=1024,  # gradient methods: folder of resumable per-shard scores, documents per shard
-) -> Tensor: # N scores; larger: more of the steer's concept
-    "Every document's score by one attribution method or activation baseline (larger: more of the concept)."
-    if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTRIBUTION_METHODS)}")
-    if method in NEEDS_TEXTS:
-        f = hidden_cosines if method == 'cosine' else projection_difference
-        return f(model, tokenizer, layer, list(as_corpus(docs)), vector, batch_size=batch_size,
-                 max_length=max_length)
-    if method == 'contrast' and not len(positive):
-        raise ValueError("method 'contrast' needs the contrast pairs: pass positive= and negative= texts")
-    pairs = (positive, negative) if method == 'contrast' else ((), ())
-    si = sketched_influence(model, tokenizer, layer, vector, probes, docs, precondition, params, alpha,
-                            1 if method in ('rho', 'contrast') else k, k_param if method == 'unit' else 0,
-                            *pairs, seed, batch_size, max_length, progress, out, shard_size)
-    return dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
-                deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
-
-# %% ../nbs/11_corpus.ipynb #f3c9d1a4
-def pooled_precision(results:Sequence[dict]) -> dict:
-    "Method → mean precision@k over all concept × seed cells of the results, methods all of them have, best first."
-    rows = [x for r in results for x in r['rows']]
-    common = set.intersection(*({x['method'] for x in r['rows']} for r in results))
-    mean = {m: float(np.mean([x['precision'] for x in rows if x['method'] == m])) for m in common}
-    return dict(sorted(mean.items(), key=lambda kv: -kv[1]))
-
-# %% ../nbs/11_corpus.ipynb #b8e3f6a1
-@dataclass
-class DataReport:
-    """A steering vector's data report: the share of its logit shift that re-weighting the corpus reproduces (the
-    ℓ1-minimal measure's), and its top documents by one attribution method."""
-    share: float            # 1 − ‖t − Gν‖/‖t‖ on the probes (1: the measure reproduces the steer's shift t)
-    heldout_share: float    # the same on held-out probes (NaN without them)
-    heldout_along: float    # ⟨Gν, t⟩/‖t‖² on held-out probes: how far along t the measure moves them
-    measure: list           # (index, ν_z) of the measure's documents, by decreasing |ν_z|
-    method: str             # the ranking's method, a key of `ATTRIBUTION_METHODS`
-    scores: Tensor          # N: every document's score by `method` (larger: more of the concept)
-    top: list               # (index, score, beginning of the text) of the `top` largest scores
-    settings: dict = field(default_factory=dict)
-
-    def __repr__(self):
-        return (f"DataReport(share of the logit shift {self.share:.3f}, held out {self.heldout_share:.3f} "
-                f"(along t {self.heldout_along:.3f}) by an ℓ1 measure on {len(self.measure)} documents; "
-                f"top {len(self.top)} of {len(self.scores)} by {self.method}: {[i for i, _, _ in self.top]})")
-
-def data_report(
-    model:nn.Module, tokenizer,
-    layer:str, vector,          # the steer: where it acts and its vector s, whatever made it
-    probes:Sequence[str],       # prompts whose last-token logits define its shift t = α J_h s
-    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
-    precondition:Callable,      # g ↦ (H+λI)⁻¹g on name → tensor dicts (e.g. `ekfac_preconditioner`)
-    heldout:Sequence[str]=(),   # held-out probes for the measure's share
-    positive:Sequence[str]=(), negative:Sequence[str]=(), # the vector's contrast pairs, if any ('contrast')
-    method:Optional[str]=None,  # the ranking (None: `default_attribution` for what is given)
-    params=None,                # θ the influence acts through: None (all) or names — the preconditioner's
-    alpha:float=1.0, k:int=8, k_param:int=16, top:int=10, seed:int=0, batch_size:int=8,
-    max_length:Optional[int]=None, progress:bool=True, snippet:int=80,
-    out=None, shard_size:int=1024,  # folder of resumable per-shard scores, documents per shard
-) -> DataReport:
-    """The share of a vector's logit shift that re-weighting `docs` reproduces (min ‖ν‖₁ s.t. S G ν = S t, as
-    `steer_to_documents`) and its top documents by `method`: one pass of `document_scores` (the activation
-    baselines add their own pass over the texts)."""
-    method = method or default_attribution(texts=True, pairs=len(positive) > 0)
-    if method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTRIBUTION_METHODS)}")
-    if method == 'contrast' and not len(positive):
-        raise ValueError("method 'contrast' needs the contrast pairs: pass positive= and negative= texts")
-    names = list(select_params(model, params))
-    pairs = (positive, negative) if method == 'contrast' else ((), ())
-    si = sketched_influence(model, tokenizer, layer, vector, probes, docs, precondition, names, alpha, k,
-                            k_param if method == 'unit' else 0, *pairs, seed, batch_size, max_length, progress, out,
-                            shard_size)
-    if method in NEEDS_TEXTS:
-        scores = attribution_scores(method, model, tokenizer, layer, vector, probes, docs, None,
-                                    batch_size=batch_size, max_length=max_length)
-    else:
-        scores = dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
-                      deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
-    scores = scores.detach().cpu()
-    nu, _ = steering_to_measure(si.SG, si.St, norm='l1')
-    idx = [int(i) for i in torch.argsort(nu.abs(), descending=True) if nu[i] != 0]
-    dtheta = measure_update(model, tokenizer, picked(docs, idx), nu[idx], precondition, names, batch_size, max_length)
-    share = shares(steer_shift(model, tokenizer, layer, vector, probes, alpha),
-                   update_shift(model, tokenizer, probes, dtheta))[0]
-    held = (float('nan'),) * 2
-    if len(heldout):
-        _check_probes(tokenizer, heldout)
-        held = shares(steer_shift(model, tokenizer, layer, vector, heldout, alpha),
-                      update_shift(model, tokenizer, heldout, dtheta))
-    order = torch.argsort(scores, descending=True)[:top].tolist()
-    texts = picked(docs, order)
-    settings = dict(layer=layer, alpha=alpha, k=k, method=method, n_probes=len(probes), n_heldout=len(heldout),
-                    seed=seed, max_length=max_length or max_context(model), precondition=repr(precondition))
-    return DataReport(share, *held, [(i, nu[i].item()) for i in idx], method, scores,
-                      [(i, scores[i].item(), t[:snippet]) for i, t in zip(order, texts)], settings)
->>>>>>> refusal

@@ -25,7 +25,8 @@ __all__ = ['split_scores', 'ATTRIBUTION_METHODS', 'ATTRIBUTION_RANKING', 'ATTRIB
            'hidden_cosines', 'causal_check', 'planted_concepts', 'planted_corpus', 'average_precision',
            'projection_difference', 'SketchedInfluence', 'random_queries', 'contrast_gradient', 'influence_queries',
            'sketched_from_scores', 'sketched_influence', 'rho_scores', 'unit_scores', 'logit_norm_scores',
-           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision']
+           'deflated_scores', 'l1_scores', 'default_attribution', 'attribution_scores', 'pooled_precision',
+           'DataReport', 'data_report']
 
 # %% ../nbs/11c_ranking.ipynb #7491650f
 def python_doc_paragraphs(n:int=500, min_chars:int=80, max_chars:int=300) -> list:
@@ -333,3 +334,76 @@ def pooled_precision(results:Sequence[dict]) -> dict:
     common = set.intersection(*({x['method'] for x in r['rows']} for r in results))
     mean = {m: float(np.mean([x['precision'] for x in rows if x['method'] == m])) for m in common}
     return dict(sorted(mean.items(), key=lambda kv: -kv[1]))
+
+# %% ../nbs/11c_ranking.ipynb #b8e3f6a1
+from dataclasses import field
+from .trace import measure_to_update, share_and_along, update_shift, documents_at, _check_probes
+
+@dataclass
+class DataReport:
+    """A steering vector's data report: the share of its logit shift that re-weighting the corpus reproduces (the
+    ℓ1-minimal measure's), and its top documents by one attribution method."""
+    share: float            # 1 − ‖t − Gν‖/‖t‖ on the probes (1: the measure reproduces the steer's shift t)
+    heldout_share: float    # the same on held-out probes (NaN without them)
+    heldout_along: float    # ⟨Gν, t⟩/‖t‖² on held-out probes: how far along t the measure moves them
+    measure: list           # (index, ν_z) of the measure's documents, by decreasing |ν_z|
+    method: str             # the ranking's method, a key of `ATTRIBUTION_METHODS`
+    scores: Tensor          # N: every document's score by `method` (larger: more of the concept)
+    top: list               # (index, score, beginning of the text) of the `top` largest scores
+    settings: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        return (f"DataReport(share of the logit shift {self.share:.3f}, held out {self.heldout_share:.3f} "
+                f"(along t {self.heldout_along:.3f}) by an ℓ1 measure on {len(self.measure)} documents; "
+                f"top {len(self.top)} of {len(self.scores)} by {self.method}: {[i for i, _, _ in self.top]})")
+
+def data_report(
+    model:nn.Module, tokenizer,
+    layer:str, vector,          # the steer: where it acts and its vector s, whatever made it
+    probes:Sequence[str],       # prompts whose last-token logits define its shift t = α J_h s
+    docs,                       # the corpus (list, .txt/.jsonl path, Dataset)
+    precondition:Callable,      # g ↦ (H+λI)⁻¹g on name → tensor dicts (e.g. `ekfac_preconditioner`)
+    heldout:Sequence[str]=(),   # held-out probes for the measure's share
+    positive:Sequence[str]=(), negative:Sequence[str]=(), # the vector's contrast pairs, if any ('contrast')
+    method:Optional[str]=None,  # the ranking (None: `default_attribution` for what is given)
+    params=None,                # θ the influence acts through: None (all) or names — the preconditioner's
+    alpha:float=1.0, k:int=8, k_param:int=16, top:int=10, seed:int=0, batch_size:int=8,
+    max_length:Optional[int]=None, progress:bool=True, snippet:int=80,
+    out=None, shard_size:int=1024,  # folder of resumable per-shard scores, documents per shard
+) -> DataReport:
+    """The share of a vector's logit shift that re-weighting `docs` reproduces (min ‖ν‖₁ s.t. S G ν = S t, as
+    `steer_to_documents`) and its top documents by `method`: one pass of `document_scores` (the activation
+    baselines add their own pass over the texts)."""
+    method = method or default_attribution(texts=True, pairs=len(positive) > 0)
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {sorted(ATTRIBUTION_METHODS)}")
+    if method == 'contrast' and not len(positive):
+        raise ValueError("method 'contrast' needs the contrast pairs: pass positive= and negative= texts")
+    names = list(select_params(model, params))
+    pairs = (positive, negative) if method == 'contrast' else ((), ())
+    si = sketched_influence(model, tokenizer, layer, vector, probes, docs, precondition, names, alpha, k,
+                            k_param if method == 'unit' else 0, *pairs, seed, batch_size, max_length, progress, out,
+                            shard_size)
+    if method in NEEDS_TEXTS:
+        scores = attribution_scores(method, model, tokenizer, layer, vector, probes, docs, None,
+                                    batch_size=batch_size, max_length=max_length)
+    else:
+        scores = dict(rho=rho_scores, l1=l1_scores, unit=unit_scores, logit_norm=logit_norm_scores,
+                      deflated=deflated_scores, contrast=lambda s: s.contrast)[method](si)
+    scores = scores.detach().cpu()
+    nu, _ = steering_to_measure(si.SG, si.St, norm='l1')
+    idx = [int(i) for i in torch.argsort(nu.abs(), descending=True) if nu[i] != 0]
+    dtheta = measure_to_update(model, tokenizer, documents_at(docs, idx), nu[idx], precondition, names, batch_size, max_length)
+    share = share_and_along(steer_shift(model, tokenizer, layer, vector, probes, alpha),
+                   update_shift(model, tokenizer, probes, dtheta))[0]
+    held = (float('nan'),) * 2
+    if len(heldout):
+        _check_probes(tokenizer, heldout)
+        held = share_and_along(steer_shift(model, tokenizer, layer, vector, heldout, alpha),
+                      update_shift(model, tokenizer, heldout, dtheta))
+    order = torch.argsort(scores, descending=True)[:top].tolist()
+    texts = documents_at(docs, order)
+    settings = dict(layer=layer, alpha=alpha, k=k, method=method, n_probes=len(probes), n_heldout=len(heldout),
+                    seed=seed, max_length=max_length or max_context(model), precondition=repr(precondition))
+    return DataReport(share, *held, [(i, nu[i].item()) for i in idx], method, scores,
+                      [(i, scores[i].item(), t[:snippet]) for i, t in zip(order, texts)], settings)
