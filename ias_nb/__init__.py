@@ -10,7 +10,7 @@ The public names, importable from the package (`from ias_nb import steer`); each
 - attribution: `steering_to_measure`/`measure_to_steering` (`07_attribution`); `document_scores`, `Corpus`
   (`11_corpus`); the preconditioners `identity_preconditioner`, `cg_preconditioner`, `ekfac_preconditioner`
   (`11a_precondition`); `steer_query`, `steer_to_documents`, `DocumentAttribution` (`11b_trace`);
-  `attribution_scores`, `ATTRIBUTION_METHODS` (`11c_ranking`);
+  `attribution_scores`, `ATTRIBUTION_METHODS`, `data_report`, `DataReport` (`11c_ranking`);
 - the gradient index (`12_index`): `build_index`, `GradientIndex`;
 - distillation of a fine-tune into steering vectors (`10b_distill`): `Distillation`, `evaluate_distillation`,
   `parameter_delta`, `lora_delta`, `distill_joint` (the one-layer solve is the function `ias_nb.distill.distill`;
@@ -32,7 +32,7 @@ from .attribution import steering_to_measure, measure_to_steering
 from .corpus import document_scores, Corpus
 from .precondition import identity_preconditioner, cg_preconditioner, ekfac_preconditioner
 from .trace import steer_to_documents, DocumentAttribution, steer_query
-from .ranking import attribution_scores, ATTRIBUTION_METHODS
+from .ranking import attribution_scores, ATTRIBUTION_METHODS, data_report, DataReport
 from .index import build_index, GradientIndex
 from .models import load_causal_lm, load_smollm2, load_tiny_gpt2
 
@@ -44,7 +44,7 @@ __all__ = [
     'SteeringVector', 'export_gguf', 'import_gguf', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
     'from_repeng',
     # attribution
-    'steer_to_documents', 'DocumentAttribution', 'attribution_scores', 'ATTRIBUTION_METHODS', 'document_scores',
+    'steer_to_documents', 'DocumentAttribution', 'attribution_scores', 'ATTRIBUTION_METHODS', 'data_report', 'DataReport', 'document_scores',
     'steer_query', 'Corpus', 'identity_preconditioner', 'cg_preconditioner', 'ekfac_preconditioner',
     'steering_to_measure', 'measure_to_steering',
     # the gradient index
