@@ -14,8 +14,10 @@ from pathlib import Path
 root = Path(__file__).resolve().parents[1]
 LOCK = root / '.ci' / 'outputs.json'
 SLOW = ('slow', 'gpu')
-FAST = ['00_linalg', '01_toy_linear', '02_jacobians', '03_duality', '04_models', '05_alignment', '06_influence',
-        '07_attribution', '08_spectral', '09_bounds', '10_steering', '10b_distill', '11a_precondition', '11d_validation', '14_cli']   # their non-slow cells run in seconds
+FAST = ['00_linalg', '01_toy_linear', '02_jacobians', '03_duality', '04_models', '04a_lm', '05_alignment', '06_influence',
+        '07_attribution', '08_spectral', '09_bounds', '09a_stats', '10_steering', '10a_formats', '10b_distill',
+        '11_corpus', '11a_precondition', '11b_trace', '11c_ranking', '11d_validation', '12_index', '13_experiments',
+        '14_cli']   # their non-slow cells run in seconds
 
 def cells(nb:Path) -> list: return json.loads(nb.read_text())['cells']
 

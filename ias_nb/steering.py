@@ -15,84 +15,22 @@ from torch import Tensor, nn
 from .jacobians import (find_layer, LayerJacobians, last_token_logits, flat_params, unflat_params,
     layer_hook, position_selector)
 from .duality import ias
-from .alignment import LayerChoice, weighted_loss_gradient
+from .alignment import weighted_loss_gradient
 from .influence import ihvp
 from .linalg import LinearOperator
+from .lm import (model_name, resolve_layer, _cached_len, absolute_positions, model_device, lm_batch,
+    layer_activations, completion_logprobs)
+# chapter 04a took these; importable from here as before
+from .lm import (block_list as block_list, block_index as block_index, padded_batch as padded_batch, pad_id as pad_id,
+    centred_last_token_logits as centred_last_token_logits)
 
 # %% auto #0
-__all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'model_name', 'block_list', 'resolve_layer', 'block_index',
-           'absolute_positions', 'SteeringVector', 'steering_targets', 'ablate', 'norm_preserving_add',
-           'steering_operator', 'condition_statistic', 'statistic_of_mean', 'Condition', 'Rule', 'steer',
-           'model_device', 'padded_batch', 'pad_id', 'lm_batch', 'layer_activations', 'aggregate', 'caa_vector',
-           'chat_prompts', 'chat_pairs', 'block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng',
-           'from_repeng', 'export_gguf', 'import_gguf', 'residual_writers', 'project_off', 'orthogonalize',
-           'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'completion_logprobs', 'mean_interval',
-           'slopes', 'steerability', 'plot_steerability', 'text_loss_gradient', 'contrast_update', 'default_ias_solver',
-           'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector', 'architecture_mismatch', 'parameter_delta',
-           'lora_delta', 'centred_last_token_logits', 'heldout_fit', 'Distillation', 'distill', 'steered_agreement',
-           'bootstrap_interval', 'evaluate_distillation', 'plot_distillation']
-
-# %% ../nbs/10_steering.ipynb #5248fe5c
-def model_name(model:nn.Module) -> str:
-    "The Hugging Face name of a model, else its class name."
-    return getattr(getattr(model, 'config', None), 'name_or_path', '') or type(model).__name__
-
-# %% ../nbs/10_steering.ipynb #3906a58c
-def block_list(model:nn.Module) -> str:
-    "Name of the list of transformer blocks of a Hugging Face decoder (Llama-style or GPT-2)."
-    for name in ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers'):
-        try: find_layer(model, name); return name
-        except (AttributeError, KeyError, ValueError): pass
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}: pass a layer name")
-
-# %% ../nbs/10_steering.ipynb #6201d196
-def resolve_layer(
-    model:nn.Module,
-    layer,           # a name in named_modules(), a block index (negative: from the end) or a depth in [0, 1]
-) -> str:            # the layer's name
-    "A layer name from a block index, a relative depth or a name (checked)."
-    if isinstance(layer, str):
-        if layer in dict(model.named_modules()):
-            return layer           # names first: nn.Sequential's blocks are called '0', '1', ...
-        try: layer = int(layer)
-        except ValueError:
-            try: layer = float(layer)
-            except ValueError: find_layer(model, layer); return layer
-    blocks = block_list(model); n = len(find_layer(model, blocks))
-    if isinstance(layer, float):
-        if not 0 <= layer <= 1: raise ValueError(f"relative depth must be in [0, 1], got {layer}")
-        layer = round(layer * (n - 1))
-    if -n <= layer < 0: layer += n
-    if not 0 <= layer < n:
-        raise ValueError(f"layer index {layer} out of range: {model_name(model)} has blocks 0–{n - 1}")
-    return f'{blocks}.{layer}'
-
-# %% ../nbs/10_steering.ipynb #eceabc39
-def block_index(model:nn.Module, layer) -> int:
-    """The block index of a layer given by name, index or depth
-    (the numbering of llama.cpp, repeng and steering-vectors)."""
-    name, blocks = resolve_layer(model, layer), block_list(model)
-    if not name.startswith(blocks + '.') or not name[len(blocks) + 1:].isdigit():
-        raise ValueError(f"{name!r} is not a transformer block ({blocks}.i): peers' formats store block "
-                         "outputs only")
-    return int(name[len(blocks) + 1:])
-
-# %% ../nbs/10_steering.ipynb #b1eb679d
-def _cached_len(kwargs) -> int:
-    "Number of tokens already in the KV cache passed to a model call (0: none)."
-    past = kwargs.get('past_key_values')
-    if past is None: return 0
-    if hasattr(past, 'get_seq_length'): return int(past.get_seq_length())
-    return past[0][0].shape[-2] if len(past) else 0
-
-# %% ../nbs/10_steering.ipynb #9b5f113a
-def absolute_positions(kwargs:dict, T:int, device) -> Tensor:
-    "B×T (or 1×T) absolute positions of the tokens in this forward call."
-    pos = kwargs.get('position_ids')
-    if pos is not None: return pos
-    mask = kwargs.get('attention_mask')
-    if mask is not None: return (mask.long().cumsum(-1) - 1).clamp_min(0)[:, -T:]
-    return torch.arange(T, device=device)[None] + _cached_len(kwargs)
+__all__ = ['OPERATORS', 'AGGREGATORS', 'RESIDUAL_WRITERS', 'MOVED_NAMES', 'SteeringVector', 'steering_targets', 'ablate',
+           'norm_preserving_add', 'steering_operator', 'condition_statistic', 'statistic_of_mean', 'Condition', 'Rule',
+           'steer', 'aggregate', 'caa_vector', 'chat_prompts', 'chat_pairs', 'residual_writers', 'project_off',
+           'orthogonalize', 'prompt_means', 'best_threshold', 'cross_fitted_f1', 'fit_condition', 'mean_interval',
+           'slopes', 'steerability', 'plot_steerability', 'text_loss_gradient', 'contrast_loss_gradient',
+           'contrast_update', 'default_ias_solver', 'normal_residual', 'float32_operator', 'rank_rtol', 'ias_vector']
 
 # %% ../nbs/10_steering.ipynb #290f821f
 @dataclass
@@ -357,46 +295,6 @@ def apply(self:SteeringVector, model:nn.Module, alpha:Optional[float]=None, posi
     (α: its own unless given); as `steer(model, self, ...)`."""
     return steer(model, self, alpha=alpha, positions=positions, prompt_len=prompt_len)
 
-# %% ../nbs/10_steering.ipynb #3efce79c
-def model_device(model:nn.Module) -> torch.device:
-    "The device of a model's (first) parameters."
-    return next(model.parameters()).device
-
-# %% ../nbs/10_steering.ipynb #f57ed1da
-def padded_batch(
-    ids:Sequence[list],  # each text's token ids
-    pad_id:int,          # the id that fills the padding
-    side:str='left',     # 'left' (generation, last-token reads) or 'right'
-    device=None,
-) -> dict: # input_ids, attention_mask, and (left) position_ids counted from each row's first real token
-    "A batch of token id lists padded on one side."
-    if side not in ('left', 'right'): raise ValueError(f"side must be 'left' or 'right', got {side!r}")
-    rows = [torch.as_tensor(x, dtype=torch.long) for x in ids]
-    pad = lambda xs, v: torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=v,
-                                                        padding_side=side).to(device)
-    batch = dict(input_ids=pad(rows, pad_id), attention_mask=pad([torch.ones_like(r) for r in rows], 0))
-    if side == 'right': return batch
-    return batch | dict(position_ids=absolute_positions(batch, batch['input_ids'].shape[1], device))
-
-def pad_id(tokenizer) -> int:
-    "The tokenizer's padding id: its pad token, else its end-of-text token (GPT-2 has no pad token)."
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-
-def lm_batch(tokenizer, texts:Sequence[str], device=None) -> dict:
-    """Left-padded batch of `texts` with absolute position ids (counted from each row's first real token);
-    the tokenizer is left as it was."""
-    return padded_batch(tokenizer(list(texts), padding=False)['input_ids'], pad_id(tokenizer), 'left', device)
-
-# %% ../nbs/10_steering.ipynb #40aa2d69
-def layer_activations(model:nn.Module, tokenizer, layer, prompts:Sequence[str], batch_size:int=16) -> Tensor:
-    "Activation of `layer` at the last token of each prompt: N×d."
-    rows = []
-    with torch.no_grad(), layer_hook(find_layer(model, resolve_layer(model, layer)),
-                                     lambda m, a, h: rows.append(h[:, -1].detach())):
-        for i in range(0, len(prompts), batch_size):
-            model(**lm_batch(tokenizer, prompts[i:i + batch_size], model_device(model)))
-    return torch.cat(rows)
-
 # %% ../nbs/10_steering.ipynb #d5e6dbb6
 AGGREGATORS = ('mean', 'pca', 'pca_diff', 'pca_center', 'logistic')
 
@@ -482,75 +380,6 @@ def chat_pairs(
                 chat_prompts(tokenizer, [p[1] for p in pairs], system=system))
     raise ValueError("pairs must all be (message, positive reply, negative reply) or all (positive message, "
                      "negative message)")
-
-# %% ../nbs/10_steering.ipynb #1e55f851
-def block_vectors(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
-    """{block index: α·s (float32, CPU)} from a SteeringVector or a {layer: vector} dict
-    (layers by name, index or depth)."""
-    return {block_index(model, n): a.detach().float().cpu()
-            for n, a in steering_targets(model, vectors, alpha=alpha).items()}
-
-# %% ../nbs/10_steering.ipynb #39d0b6bf
-def _block_names(model:nn.Module, directions:dict) -> dict:
-    "{layer name: float32 tensor} from {block index: vector} (negative indices count from the end)."
-    return {resolve_layer(model, int(k)): torch.as_tensor(np.asarray(v)).float()
-            for k, v in directions.items()}
-
-# %% ../nbs/10_steering.ipynb #2aec0ac0
-def to_steering_vectors(model:nn.Module, vectors, alpha:Optional[float]=None):
-    """steering-vectors' `SteeringVector` (decoder-block outputs) with α baked in, so that its
-    `apply(model)` steers as `steer(model, vectors)`."""
-    from steering_vectors import SteeringVector as PeerVector
-    return PeerVector(layer_activations=block_vectors(model, vectors, alpha), layer_type='decoder_block')
-
-# %% ../nbs/10_steering.ipynb #09ae5cef
-def from_steering_vectors(model:nn.Module, vector) -> dict:
-    "{layer name: s} from a steering-vectors `SteeringVector` (multiplier 1) — pass the dict to `steer`."
-    if vector.layer_type != 'decoder_block':
-        raise ValueError("only decoder-block vectors map to a layer output, got "
-                         f"layer_type={vector.layer_type!r}")
-    return _block_names(model, vector.layer_activations)
-
-# %% ../nbs/10_steering.ipynb #123119e3
-def to_repeng(model:nn.Module, vectors, alpha:Optional[float]=None) -> dict:
-    """repeng's `ControlVector` fields (model_type, directions: block index → float32 array), α baked in:
-    `ControlVector(**to_repeng(...))`."""
-    return dict(model_type=getattr(getattr(model, 'config', None), 'model_type', model_name(model)),
-                directions={k: v.numpy() for k, v in block_vectors(model, vectors, alpha).items()})
-
-# %% ../nbs/10_steering.ipynb #c69508ab
-def from_repeng(model:nn.Module, control) -> dict:
-    """{layer name: s} from a repeng `ControlVector` (coefficient 1)
-    or anything with `.directions` — without importing repeng."""
-    return _block_names(model, control.directions)
-
-# %% ../nbs/10_steering.ipynb #af338446
-def export_gguf(vectors:dict, path, model_hint:str, provenance:Optional[dict]=None):
-    """Write {block index: vector} as a llama.cpp control vector (repeng's GGUF layout); `provenance`
-    as strings `controlvector.provenance.<key>`, which llama.cpp ignores."""
-    import gguf
-    if any(int(k) <= 0 for k in vectors):
-        raise ValueError(f"llama.cpp control vectors need block indices ≥ 1, got {sorted(vectors)}")
-    w = gguf.GGUFWriter(str(path), 'controlvector')
-    w.add_string('controlvector.model_hint', model_hint)
-    w.add_uint32('controlvector.layer_count', len(vectors))
-    for k, v in (provenance or {}).items(): w.add_string(f'controlvector.provenance.{k}', v if isinstance(v, str) else repr(v))
-    for k, v in vectors.items():
-        w.add_tensor(f'direction.{int(k)}', torch.as_tensor(np.asarray(v)).detach().float().cpu().numpy())
-    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
-
-# %% ../nbs/10_steering.ipynb #29084ace
-def import_gguf(path) -> tuple: # ({block index: vector}, model hint)
-    "Read a llama.cpp control vector (as written by llama.cpp's tools, repeng or `export_gguf`)."
-    import gguf
-    r = gguf.GGUFReader(str(path))
-    arch = r.get_field('general.architecture')
-    if arch is None or bytes(arch.parts[-1]).decode() != 'controlvector':
-        raise ValueError(f"{path} is not a GGUF control vector (architecture 'controlvector')")
-    hint = r.get_field('controlvector.model_hint')
-    vectors = {int(t.name.split('.')[1]): torch.tensor(np.array(t.data, dtype=np.float32)) for t in r.tensors
-               if t.name.startswith('direction.')}
-    return dict(sorted(vectors.items())), (bytes(hint.parts[-1]).decode() if hint is not None else '')
 
 # %% ../nbs/10_steering.ipynb #30e98b26
 RESIDUAL_WRITERS = ('attn.c_proj', 'mlp.c_proj', 'self_attn.o_proj', 'mlp.down_proj')
@@ -682,23 +511,6 @@ def fit_condition(
     r, c = best
     return Condition(c.float(), r['layer'], r['threshold'], r['comparator']), rows
 
-# %% ../nbs/10_steering.ipynb #8e1cbc33
-def completion_logprobs(model:nn.Module, tokenizer, prompts:Sequence[str], completions:Sequence[str],
-                        batch_size:int=16) -> Tensor: # N float64: log p(completion | prompt)
-    "Log-probability of each completion after its prompt (tokenised apart, then joined)."
-    P = tokenizer(list(prompts), padding=False)['input_ids']
-    C = tokenizer(list(completions), padding=False)['input_ids']
-    out = []
-    for i in range(0, len(P), batch_size):
-        rows, comps = [list(p) + list(c) for p, c in zip(P[i:i + batch_size], C[i:i + batch_size])], C[i:i + batch_size]
-        b = padded_batch(rows, pad_id(tokenizer), 'left', model_device(model))
-        with torch.no_grad(): lp = torch.log_softmax(model(**b).logits.double(), -1)
-        T = b['input_ids'].shape[1]
-        for r, c in enumerate(comps):
-            k = len(c); tgt = b['input_ids'][r, T - k:]
-            out.append(lp[r, T - k - 1:T - 1].gather(-1, tgt[:, None]).sum().cpu())
-    return torch.stack(out)
-
 # %% ../nbs/10_steering.ipynb #b0a8b489
 def mean_interval(x, level:float=0.95) -> tuple: # (mean, low, high)
     "Mean of x with its Student-t interval."
@@ -777,6 +589,12 @@ def text_loss_gradient(
     return weighted_loss_gradient(model, batches, weights, params)
 
 # %% ../nbs/10_steering.ipynb #a4a08ffe
+def contrast_loss_gradient(model:nn.Module, tokenizer, positive:Sequence[str], negative:Sequence[str],
+                           batch_size:int=16) -> dict: # name → float64 tensor
+    "∇θ[L̄(positive) − L̄(negative)]: mean losses, each set of texts in batches of its own."
+    gp, gn = (text_loss_gradient(model, tokenizer, t, batch_size) for t in (positive, negative))
+    return {n: gp[n] - gn[n] for n in gp}
+
 def contrast_update(
     model:nn.Module, tokenizer,
     positive:Sequence[str],    # texts to up-weight (the behaviour we want)
@@ -791,9 +609,8 @@ def contrast_update(
     if precondition is not None and H is not None:
         raise ValueError("pass either `H` (solved by CG) or `precondition`, not both")
     if precondition is None and damping <= 0: raise ValueError(f"damping must be > 0, got {damping}")
-    gp, gn = (text_loss_gradient(model, tokenizer, t, batch_size) for t in (positive, negative))
     named = dict(model.named_parameters())
-    g = {n: (gp[n] - gn[n]).to(named[n].dtype) for n in gp}
+    g = {n: t.to(named[n].dtype) for n, t in contrast_loss_gradient(model, tokenizer, positive, negative, batch_size).items()}
     if precondition is not None: return {n: -t for n, t in precondition(g).items()}
     if H is None: return {n: -t / damping for n, t in g.items()}
     x = ihvp(H, flat_params(g), damping, method='cg', maxiter=maxiter)
@@ -873,244 +690,18 @@ def ias_vector(
                 solver=solver, iterations=iters, normal_residual=nres, converged=converged)
     return SteeringVector(s, model_name(model), layer, 'ias', meta=meta)
 
-# %% ../nbs/10_steering.ipynb #b021e73a
-def architecture_mismatch(a:dict, b:dict) -> list:
-    "The parameters two checkpoints do not share: names in one only, and names whose shapes differ."
-    only = [f"{n} (only in {'base' if n in a else 'tuned'})" for n in sorted(set(a) ^ set(b))]
-    return only + [f"{n}: {tuple(a[n].shape)} vs {tuple(b[n].shape)}" for n in a if n in b and a[n].shape != b[n].shape]
+# %% ../nbs/10_steering.ipynb #5a7e0d41
+MOVED_NAMES = {   # name: the chapter's module that holds it now
+    **dict.fromkeys(['bootstrap_interval'], 'stats'),
+    **dict.fromkeys(['block_vectors', 'to_steering_vectors', 'from_steering_vectors', 'to_repeng', 'from_repeng',
+                     'export_gguf', 'import_gguf', '_block_names'], 'formats'),
+    **dict.fromkeys(['architecture_mismatch', 'parameter_delta', 'lora_delta', 'heldout_fit', 'Distillation', 'distill',
+                     'steered_agreement', 'evaluate_distillation', 'plot_distillation', '_method_summary'], 'distill'),
+}
 
-# %% ../nbs/10_steering.ipynb #987247f0
-def parameter_delta(
-    base:nn.Module, tuned:nn.Module,
-    dtype=torch.float32,         # precision of the difference: torch.float32 or torch.float64
-) -> dict: # Δθ = θ_tuned − θ_base, name → tensor, only the parameters that differ
-    "Δθ of a fine-tune from two checkpoints of one architecture (only the parameters that differ)."
-    if dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    pb, pt = dict(base.named_parameters()), dict(tuned.named_parameters())
-    bad = architecture_mismatch(pb, pt)
-    if bad:
-        raise ValueError(f"base ({model_name(base)}) and tuned ({model_name(tuned)}) are not one architecture; "
-                         f"{len(bad)} parameters differ: " + "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""))
-    with torch.no_grad():
-        out = {n: pt[n].detach().to(p.device, dtype) - p.detach().to(dtype) for n, p in pb.items()
-               if not torch.equal(pt[n].detach().to(p.device), p.detach())}
-    if not out: raise ValueError("the two checkpoints are identical: no parameter differs")
-    return out
-
-# %% ../nbs/10_steering.ipynb #56a918e5
-def lora_delta(
-    base:nn.Module,
-    adapter,                     # folder of a PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors)
-    dtype=torch.float32,         # precision of the merge and of the difference
-) -> dict: # Δθ, name → tensor (the base's parameter names), only the merged parameters
-    "Δθ of a PEFT LoRA adapter: the base merged with it by peft (`merge_and_unload`), minus the base."
-    import copy
-    from peft import PeftConfig, PeftModel  # lazily: only this function needs peft
-    cfg = PeftConfig.from_pretrained(str(adapter))
-    merged = copy.deepcopy(base).to(dtype)
-    try: merged = PeftModel.from_pretrained(merged, str(adapter)).merge_and_unload()
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"adapter {adapter} does not fit this base model ({model_name(base)}); it was trained on "
-                         f"{cfg.base_model_name_or_path!r}. peft says: {str(e).strip()[:400]}") from None
-    return parameter_delta(base, merged, dtype)
-
-# %% ../nbs/10_steering.ipynb #e94a5c68
-def centred_last_token_logits(out) -> Tensor:
-    "Last-position logits less their mean over the vocabulary (the shift the softmax ignores)."
-    y = last_token_logits(out)
-    return y - y.mean(-1, keepdim=True)
-
-# %% ../nbs/10_steering.ipynb #1db9ec4b
-def heldout_fit(model:nn.Module, tokenizer, layer, prompts:Sequence[str], dtheta:dict, s:Tensor,
-                output=centred_last_token_logits) -> dict:
-    "How much of Δθ's first-order shift on `prompts` the edit s reproduces: cosine and relative residual of J_h s."
-    cut = LayerJacobians(model, resolve_layer(model, layer), lm_batch(tokenizer, prompts, model_device(model)),
-                         output=output, params=list(dtheta))
-    v = cut.logit_shift(dtheta); fit = cut.J_h().matvec(s.to(v))
-    return dict(cos=(fit @ v / (fit.norm() * v.norm()).clamp_min(1e-30)).item(),
-                residual=((v - fit).norm() / v.norm()).item())
-
-# %% ../nbs/10_steering.ipynb #e6ff1bc5
-@dataclass
-class Distillation:
-    "A fine-tune distilled into one steering vector per layer, with how much of it each carries."
-    vectors: dict           # layer name → SteeringVector (method 'distill', provenance in meta)
-    rows: list              # per layer: γ_v and residual on probes and held-out prompts, the solve's record
-    choice: LayerChoice     # the layer rule on the probes' γ_v
-
-# %% ../nbs/10_steering.ipynb #e3af7883
-def distill(
-    model:nn.Module, tokenizer,               # the base model
-    dtheta:dict,                              # Δθ of the fine-tune (`parameter_delta`, `lora_delta`)
-    layers,                                   # one layer or a list (names, block indices or depths), shallow to deep
-    probes:Sequence[str],                     # prompts the vectors are fitted on
-    heldout:Sequence[str]=(),                 # prompts they are measured on (none: skip)
-    solver:str='auto',                        # 'dense', 'lsqr' or 'auto', as `ias_vector`
-    damping:float=0.0,                        # ridge μ of the solve
-    maxiter:Optional[int]=None,               # LSQR iteration cap
-    provenance:Optional[dict]=None,           # saved with every vector (e.g. base=..., tuned=...)
-    progress:bool=True,
-    heldout_gamma:bool=True,                  # also solve on the held-out prompts for their γ_v (a second solve)
-) -> Distillation:
-    "The IAS vector of a fine-tune Δθ at each layer, γ_v and residual on probes and held-out prompts, the layer rule."
-    from tqdm.auto import tqdm
-    from ias_nb.alignment import choose_layer
-    layers = [layers] if isinstance(layers, (str, int, float)) else list(layers)
-    if not probes: raise ValueError("no probe prompts: give the prompts the vector is fitted on")
-    if not dtheta: raise ValueError("Δθ is empty: nothing was fine-tuned")
-    vectors, rows = {}, []
-    for layer in tqdm([resolve_layer(model, l) for l in layers], desc='distill', disable=not progress):
-        sv = ias_vector(model, tokenizer, layer, probes, dtheta, damping=damping, maxiter=maxiter, solver=solver,
-                        output=centred_last_token_logits)
-        row = dict(layer=layer, gamma=sv.meta['gamma'], residual=sv.meta['residual'], norm=sv.vector.norm().item(),
-                   **{k: sv.meta[k] for k in ('solver', 'iterations', 'normal_residual', 'converged')})
-        if heldout:
-            fit = heldout_fit(model, tokenizer, layer, heldout, dtheta, sv.vector)
-            row |= dict(cos_heldout=fit['cos'], residual_heldout=fit['residual'])
-        if heldout and heldout_gamma:
-            row['gamma_heldout'] = ias_vector(model, tokenizer, layer, heldout, dtheta, damping=damping, maxiter=maxiter,
-                                              solver=solver, output=centred_last_token_logits).meta['gamma']
-        sv.method = 'distill'
-        sv.meta = dict(provenance or {}) | dict(probes=list(probes)) | {k: v for k, v in row.items() if k != 'layer'}
-        vectors[layer] = sv; rows.append(row)
-    choice = choose_layer([dict(layer=r['layer'], gamma_median=r['gamma']) for r in rows])
-    return Distillation(vectors, rows, choice)
-
-# %% ../nbs/10_steering.ipynb #76c92432
-@patch
-def save(self:Distillation, out, model:nn.Module) -> list: # the files written
-    """Write each layer's vector as a `SteeringVector` (safetensors) and a llama.cpp control vector (GGUF,
-    blocks ≥ 1), provenance in both, and the table as JSON."""
-    import json
-    from pathlib import Path
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); files = []
-    for layer, sv in self.vectors.items():
-        stem = out / f"distill_{layer.replace('.', '_')}"
-        sv.save(stem.with_suffix('.safetensors')); files.append(stem.with_suffix('.safetensors'))
-        try: i = block_index(model, layer)
-        except ValueError: continue
-        if i >= 1:
-            export_gguf({i: sv.vector}, stem.with_suffix('.gguf'), model_hint=getattr(model.config, 'model_type', ''),
-                        provenance=dict(layer=layer, method=sv.method, **sv.meta))
-            files.append(stem.with_suffix('.gguf'))
-    table = dict(rows=self.rows, choice=dict(layer=self.choice.layer, reason=self.choice.reason))
-    (out / 'distill.json').write_text(json.dumps(table, indent=1)); files.append(out / 'distill.json')
-    return files
-
-# %% ../nbs/10_steering.ipynb #e402257e
-def steered_agreement(
-    base:nn.Module, tuned:nn.Module, tokenizer,
-    layer,                     # where the vectors are added (every position)
-    vectors:dict,              # name → s (d), or a k×d stack (k vectors, e.g. random controls)
-    prompts:Sequence[str],
-    alphas:Sequence[float],    # strengths; 0 is the base model
-    batch_size:int=16,
-) -> dict: # name → dict(kl=(k,A,n) mean KL(p_tuned‖p_steered) per prompt, hit=(k,A,n) changed tokens reproduced), changed=(n,)
-    "Per prompt: mean KL from the fine-tuned model's next-token distributions to the steered base's, and hits."
-    layer = resolve_layer(base, layer); dev = model_device(base)
-    stacks = {k: torch.as_tensor(v).reshape(-1, torch.as_tensor(v).shape[-1]) for k, v in vectors.items()}
-    out = {k: dict(kl=np.zeros((len(v), len(alphas), len(prompts))), hit=np.zeros((len(v), len(alphas), len(prompts))))
-           for k, v in stacks.items()}
-    changed = np.zeros(len(prompts))
-    with torch.no_grad():
-        for i in range(0, len(prompts), batch_size):
-            b = lm_batch(tokenizer, prompts[i:i + batch_size], dev); mask = b['attention_mask'].bool()
-            up = lambda y: y.float() if y.dtype in (torch.float16, torch.bfloat16) else y   # ≥ float32
-            lt = torch.log_softmax(up(tuned(**b).logits), -1); top = lt.argmax(-1)
-            l0 = torch.log_softmax(up(base(**b).logits), -1)          # α = 0: the base model, once
-            ch = (top != l0.argmax(-1)) & mask
-            changed[i:i + len(mask)] = ch.sum(-1).cpu().numpy()
-            for k, S in stacks.items():
-                for j, s in enumerate(S):
-                    for a, alpha in enumerate(alphas):
-                        if alpha == 0: lq = l0
-                        else:
-                            with steer(base, layer, s, alpha=alpha): lq = torch.log_softmax(up(base(**b).logits), -1)
-                        kl = ((lt.exp() * (lt - lq)).sum(-1) * mask).sum(-1) / mask.sum(-1)
-                        out[k]['kl'][j, a, i:i + len(mask)] = kl.cpu().numpy()
-                        out[k]['hit'][j, a, i:i + len(mask)] = ((lq.argmax(-1) == top) & ch).sum(-1).cpu().numpy()
-    return out | dict(changed=changed)
-
-# %% ../nbs/10_steering.ipynb #e26dfd19
-def bootstrap_interval(stat, *arrays, n_boot:int=2000, level:float=0.95, seed:int=0) -> tuple:
-    """Percentile bootstrap interval of `stat` over prompts: arrays (n,) resampled together; `stat` maps
-    (n_boot, n) arrays to n_boot values."""
-    n = len(arrays[0]); idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    boots = stat(*(np.asarray(x)[idx] for x in arrays))          # every resample at once: n_boot values
-    return tuple(np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]).tolist())
-
-# %% ../nbs/10_steering.ipynb #6269f82b
-def _method_summary(fit:dict, held:dict, changed:np.ndarray, base_kl:np.ndarray, alphas) -> dict:
-    """Per vector of one method: α chosen on the probes (least mean KL), then on the held-out prompts the mean KL,
-    its ratio to the base model's, and the share of changed greedy tokens reproduced."""
-    best = fit['kl'].mean(-1).argmin(-1); k = np.arange(len(best))
-    kl, hit = held['kl'][k, best], held['hit'][k, best]
-    return dict(alpha=np.asarray(alphas)[best], kl=kl.mean(-1), ratio=kl.mean(-1) / base_kl.mean(),
-                share=hit.sum(-1) / max(changed.sum(), 1), kl_per_prompt=kl, hit_per_prompt=hit)
-
-# %% ../nbs/10_steering.ipynb #06b4b92c
-def evaluate_distillation(
-    base:nn.Module, tuned:nn.Module, tokenizer,
-    layer,                                   # where s is added
-    s:Tensor,                                # the distilled vector
-    probes:Sequence[str],                    # fit split: each method's α is chosen here
-    heldout:Sequence[str],                   # evaluation split
-    alphas:Sequence[float]=(0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0),
-    n_random:int=20,                         # equal-norm random vectors
-    seed:int=0,
-    batch_size:int=16,
-) -> dict: # summary rows (one per method), α curves, per-prompt arrays
-    """KL(p_tuned ‖ p_base+αs) against KL(p_tuned ‖ p_base) and the share of the fine-tune's changed greedy tokens
-    reproduced, on held-out prompts, for s, the mean activation difference and equal-norm random vectors."""
-    from ias_nb.spectral import random_directions
-    alphas = [float(a) for a in alphas]
-    if 0.0 not in alphas: alphas = [0.0] + alphas
-    layer = resolve_layer(base, layer); s = s.detach().to(model_device(base), next(base.parameters()).dtype)
-    mean_diff = (layer_activations(tuned, tokenizer, layer, probes)
-                 - layer_activations(base, tokenizer, layer, probes)).mean(0).to(s)
-    vecs = dict(ias=s, mean_diff=mean_diff, random=random_directions(n_random, s.cpu(), seed).to(s))
-    fit = steered_agreement(base, tuned, tokenizer, layer, vecs, probes, alphas, batch_size)
-    held = steered_agreement(base, tuned, tokenizer, layer, vecs, heldout, alphas, batch_size)
-    changed, base_kl = held['changed'], held['ias']['kl'][0, alphas.index(0.0)]
-    per = {k: _method_summary(fit[k], held[k], changed, base_kl, alphas) for k in vecs}
-    ratio = lambda kl, b: kl.mean(-1) / b.mean(-1)
-    share = lambda h, c: h.sum(-1) / np.maximum(c.sum(-1), 1)
-    rows = []
-    for k in ('ias', 'mean_diff'):
-        p = per[k]; kl, hit = p['kl_per_prompt'][0], p['hit_per_prompt'][0]
-        rows.append(dict(method=k, alpha=float(p['alpha'][0]), norm=vecs[k].norm().item(),
-                         kl=float(p['kl'][0]), kl_ratio=float(p['ratio'][0]),
-                         kl_ratio_ci=bootstrap_interval(ratio, kl, base_kl, seed=seed),
-                         share=float(p['share'][0]), share_ci=bootstrap_interval(share, hit, changed, seed=seed)))
-    r = per['random']
-    rows.append(dict(method=f'random ×{n_random} (mean; best)', alpha=float(np.median(r['alpha'])),
-                     norm=s.norm().item(), kl=float(r['kl'].mean()), kl_ratio=float(r['ratio'].mean()),
-                     kl_ratio_ci=(float(r['ratio'].min()), float(r['ratio'].max())),
-                     share=float(r['share'].mean()), share_ci=(float(r['share'].min()), float(r['share'].max()))))
-    diff = per['ias']['kl_per_prompt'][0] - per['mean_diff']['kl_per_prompt'][0]
-    curves = {k: dict(ratio=(held[k]['kl'].mean(-1) / base_kl.mean()).tolist(),
-                      share=(held[k]['hit'].sum(-1) / max(changed.sum(), 1)).tolist()) for k in vecs}
-    return dict(layer=layer, alphas=alphas, rows=rows, base_kl=float(base_kl.mean()),
-                base_kl_ci=bootstrap_interval(lambda x: x.mean(-1), base_kl, seed=seed),
-                changed_tokens=int(changed.sum()), n_probes=len(probes), n_heldout=len(heldout),
-                ias_minus_mean_diff_kl=float(diff.mean()),
-                ias_minus_mean_diff_kl_ci=bootstrap_interval(lambda x: x.mean(-1), diff, seed=seed),
-                ias_beats_every_random=bool(per['ias']['kl'][0] < r['kl'].min()), curves=curves)
-
-# %% ../nbs/10_steering.ipynb #6a5fe237
-def plot_distillation(ev:dict, title:str=''):
-    "KL to the fine-tune (relative to the base model's) and changed tokens reproduced, against α, per method."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4)); a = ev['alphas']
-    for key, ax in (('ratio', axes[0]), ('share', axes[1])):
-        for curve in ev['curves']['random'][key]: ax.plot(a, curve, c='0.75', lw=0.7)
-        ax.plot([], [], c='0.75', lw=0.7, label='random (equal norm)')
-        ax.plot(a, ev['curves']['ias'][key][0], 'o-', label='distilled (IAS)')
-        ax.plot(a, ev['curves']['mean_diff'][key][0], 's--', label='mean activation difference')
-        ax.set_xlabel('α')
-    axes[0].axhline(1, c='k', lw=0.6, ls=':')
-    axes[0].set(ylabel='KL(tuned ‖ steered) / KL(tuned ‖ base)', yscale='log')
-    axes[1].set(ylabel="share of the fine-tune's changed tokens", ylim=(0, 1))
-    axes[0].legend(fontsize=7); fig.suptitle(title or ev['layer'], fontsize=10); fig.tight_layout()
-    return fig
+def __getattr__(name:str):
+    "What `from ias_nb.steering import X` found before another chapter took X: still importable from here for one release, read lazily (no import of a later chapter at load time)."
+    if name in MOVED_NAMES:
+        import importlib
+        return getattr(importlib.import_module(f'ias_nb.{MOVED_NAMES[name]}'), name)
+    raise AttributeError(f"module 'ias_nb.steering' has no attribute {name!r}")

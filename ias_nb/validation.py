@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 from .alignment import text_losses
-from .steering import lm_batch, model_device
+from .lm import lm_batch, model_device
 from .jacobians import last_token_logits
-from .corpus import (conv1d_as_linear, right_padded, trim_padding, python_doc_paragraphs, precision_at_k,
-                           average_precision)
+from .lm import conv1d_as_linear
+from .precondition import right_padded, trim_padding
+from .ranking import python_doc_paragraphs, precision_at_k, average_precision
 
 # %% auto #0
 __all__ = ['ACTIVATION_BASELINES', 'MEASURES', 'word_tokenizer', 'help_text_split', 'pretrained_start', 'counterfactual_concepts',
@@ -213,12 +214,13 @@ def counterfactual_verdict(res:dict, measure:str='margin_share') -> str:
             f"({'≥' if reach else 'below'} the goal of 0.70; {dr:+.2f} above random). "
             f"Minus the best activation baseline ({b['method']}, {_ci(b[measure])}), paired by cell: {_ci(d)}, "
             + ('above 0' if beats else 'below 0' if d[2] < 0 else 'not separable from 0')
-            + f". Its tail-patch gain minus the best baseline's ({s['best_baseline'][tp_key]}): {_ci(tp)}, "
-            + ('above 0' if patch else 'not above 0')
+            + (f". Its tail-patch gain minus the best baseline's ({s['best_baseline'][tp_key]}): {_ci(tp)}, "
+               + ('above 0' if patch else 'not above 0') if tp is not None else '. The tail-patch was not measured')
             + f". The inert twins' median rank (0 = top, 1 = bottom) is {g['twin_rank'][0]:.2f} under it and {cos[0]:.2f} under the cosine"
             + (': below the median under it and above it under the cosine. ' if twins else '. '))
     clauses = (('it beats the best baseline', beats), ('it reaches 0.70 of the oracle', reach),
                ("its tail-patch beats the baseline's", patch), ('the twins fall as asked', twins))
+    clauses = [x for x in clauses if tp is not None or x[0] != "its tail-patch beats the baseline's"]
     held, failed = [x for x, ok in clauses if ok], [x for x, ok in clauses if not ok]
     text += (f"It is the best of {len(grad)} gradient variants on the same cells, so its lead is read with the winner's curse in mind. ")
     return text + ('**Goal met on this measure.**' if not failed else
@@ -237,7 +239,7 @@ def counterfactual_ranking(res:dict, methods:Sequence[str], measure:str='margin_
 
 def counterfactual_preconditioners(res:dict, methods:Sequence[str], measure:str='margin_share') -> dict:
     """{best method: 'ekfac'} when the ranking's first method measured better with EK-FAC than with the identity, else {}:
-    the default runs as it was measured best; a method picked by hand keeps the identity unless told otherwise."""
+    the default runs as it was measured best; a method documents_at by hand keeps the identity unless told otherwise."""
     share = {r['method']: r[measure][0] for r in res['summary']['rows'] if r.get(measure)}
     best = counterfactual_ranking(res, methods, measure)[0]
     return {best: 'ekfac'} if _best_variant(share, best)[1] == 'ekfac' else {}
