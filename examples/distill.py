@@ -194,6 +194,12 @@ def solve_profile(base, tok, dtheta, layer, probes) -> dict:
     t = time.time(); op.rmatvec(w); t_rmv = time.time() - t
     return dict(layer=layer, m=op.shape[0], d=op.shape[1], seconds_matvec=t_mv, seconds_rmatvec=t_rmv)
 
+FINE_TUNE = {'tiny': (60, 3e-4), 'smollm2': (40, 1e-3)}   # (steps, lr): the fine-tune this and distill_joint.py distil
+
+def fine_tune_defaults(a):
+    "Fill --steps and --lr, where not given, with the model's fine-tune settings (`FINE_TUNE`)."
+    steps, lr = FINE_TUNE[a.model]; a.steps, a.lr = a.steps or steps, a.lr or lr
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('model', choices=['tiny', 'smollm2'])
@@ -204,10 +210,7 @@ def main():
     a = p.parse_args()
     a.out = a.out or Path('ias-out/distill_quick' if a.quick else 'ias-out')
     torch.manual_seed(0); a.out.mkdir(parents=True, exist_ok=True)
-    if a.model == 'tiny':
-        a.steps, a.lr = a.steps or 60, a.lr or 3e-4; tiny(a)
-    else:
-        a.steps, a.lr = a.steps or 40, a.lr or 1e-3; smollm2(a)
+    fine_tune_defaults(a); (tiny if a.model == 'tiny' else smollm2)(a)
 
 if __name__ == '__main__':
     main()

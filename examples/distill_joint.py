@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional
 import torch
 sys.path.insert(0, str(Path(__file__).parent))
-from distill import fine_tune, splits, mean_loss                     # examples/distill.py: the same fine-tune
+from distill import fine_tune, fine_tune_defaults, splits, mean_loss # examples/distill.py: the same fine-tune
 from ias_nb.steering import parameter_delta, lm_batch, model_device, resolve_layer, centred_last_token_logits
 from ias_nb.distill import (distill_joint, joint_ias, evaluate_joint, cross_layer_effect, JointJacobians, svd_rtol,
                              joint_agreement)
@@ -326,10 +326,7 @@ def main():
     a.out = a.out or Path('ias-out/distill_joint_quick' if a.quick else 'ias-out')
     a.out.mkdir(parents=True, exist_ok=True)            # before the work
     a.command = 'OMP_NUM_THREADS=1 python examples/distill_joint.py ' + ' '.join(sys.argv[1:])
-    if a.model == 'tiny':
-        a.steps, a.lr = a.steps or 60, a.lr or 3e-4; tiny(a)
-    else:
-        a.steps, a.lr = a.steps or 40, a.lr or 1e-3; smollm2(a)
+    fine_tune_defaults(a); (tiny if a.model == 'tiny' else smollm2)(a)
 
 if __name__ == '__main__':
     main()
